@@ -1,0 +1,261 @@
+"""Cross-cutting request handling, outermost first:
+
+1. `observe`      - request id, structured access log, metrics, in-flight gauge.
+2. `problems`     - every error becomes application/problem+json; nothing leaks internals.
+3. `cors`         - preflight answers for allow-listed origins.
+4. `authenticate` - bearer token -> principal; route access policy enforced (RBAC).
+5. `rate_limit`   - coarse per-client request budget.
+6. `idempotency`  - Idempotency-Key replay for POSTs that create something.
+Security headers are set on every response in `on_response_prepare`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.context import PRINCIPAL, REQUEST_ID, client_ip, platform
+from gateway.metrics import HTTP_IN_FLIGHT, HTTP_LATENCY, HTTP_REQUESTS
+from gateway.responses import problem_response
+from gateway.routing import is_static, spec_for
+from sharehub.errors import ApiError, forbidden, rate_limited, unauthorized
+from sharehub.logs import request_id_var
+from sharehub.ratelimit import FixedWindowCounter
+from sharehub.revocation import check_not_revoked
+from sharehub.security.tokens import TokenInvalid
+from storage import idempotency as idem_store
+
+log = logging.getLogger("sharehub.gateway")
+access_log = logging.getLogger("sharehub.access")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_UNMETERED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _route_label(request: web.Request) -> str:
+    if request.match_info.http_exception is not None:
+        return "unmatched"
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID_RE.match(incoming) else secrets.token_hex(8)
+    request[REQUEST_ID] = request_id
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    HTTP_IN_FLIGHT.inc()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        HTTP_IN_FLIGHT.dec()
+        elapsed = time.perf_counter() - started
+        route = _route_label(request)
+        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        principal = request.get(PRINCIPAL)
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method, "path": request.path, "route": route, "status": status,
+                "duration_ms": round(elapsed * 1000, 2), "remote": request.remote,
+                "user_id": str(principal.user_id) if principal else None,
+            },
+        )
+        request_id_var.reset(token)
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return problem_response(error, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = _from_http_exception(exc)
+        return problem_response(error, request)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return problem_response(ApiError(500, "internal_error", "Something went wrong on our side."), request)
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    codes = {
+        404: ("not_found", "No such resource."),
+        405: ("method_not_allowed", "This method is not allowed here."),
+        413: ("payload_too_large", "The request body is too large."),
+    }
+    code, detail = codes.get(exc.status, ("http_error", exc.reason))
+    error = ApiError(exc.status, code, detail)
+    if exc.status == 405 and "Allow" in exc.headers:
+        error.headers["Allow"] = exc.headers["Allow"]
+    return error
+
+
+def _cors_origin(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    return origin if origin and origin in platform(request).settings.cors_origins else None
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        origin = _cors_origin(request)
+        if origin is None:
+            raise forbidden("This origin may not call the API.")
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key, X-Request-ID",
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+    return await handler(request)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("token_malformed", "Use `Authorization: Bearer <access token>`.")
+    return token.strip()
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    spec = spec_for(request)
+    if spec is None:
+        if request.match_info.http_exception is not None or is_static(request):
+            return await handler(request)
+        # check_route_policies makes this unreachable; deny rather than serve an undeclared route.
+        raise ApiError(500, "internal_error", "Route has no access policy.")
+    if not spec.access.authenticated:
+        return await handler(request)
+    token = _bearer(request)
+    if token is None:
+        raise unauthorized()
+    plat = platform(request)
+    try:
+        claims = plat.tokens.verify_access(token)
+        await check_not_revoked(plat, claims)
+    except TokenInvalid as exc:
+        raise unauthorized(exc.code, "The access token is not valid.") from exc
+    request[PRINCIPAL] = claims
+    if spec.access.roles and not (spec.access.roles & claims.roles):
+        raise forbidden("Your role does not allow this.")
+    return await handler(request)
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in _UNMETERED or is_static(request):
+        return await handler(request)
+    plat = platform(request)
+    principal = request.get(PRINCIPAL)
+    subject = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
+    limiter = FixedWindowCounter(plat.redis, prefix="rl:api", limit=plat.settings.api_requests_per_minute,
+                                 window_secs=60)
+    wait = await limiter.hit(subject)
+    if wait is not None:
+        raise rate_limited(wait)
+    return await handler(request)
+
+
+@web.middleware
+async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    spec = spec_for(request)
+    key = request.headers.get("Idempotency-Key")
+    if spec is None or not spec.idempotent or key is None:
+        return await handler(request)
+    if not _IDEMPOTENCY_KEY_RE.match(key):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters.")
+    principal = request.get(PRINCIPAL)
+    scope = f"user:{principal.user_id}" if principal else f"anon:{client_ip(request)}"
+    body = await request.read()
+    operation = f"{request.method} {request.path}"
+    request_hash = hashlib.sha256(operation.encode() + b"\n" + body).hexdigest()
+    plat = platform(request)
+    existing = await idem_store.claim_key(
+        plat.db, scope=scope, key=key, operation=operation, request_hash=request_hash
+    )
+    if existing is not None:
+        if existing.request_hash != request_hash:
+            raise ApiError(422, "idempotency_key_reused",
+                           "This Idempotency-Key was used with a different request.")
+        if existing.state != "done" or existing.response_status is None:
+            raise ApiError(409, "idempotency_request_in_progress",
+                           "A request with this Idempotency-Key is still being processed.")
+        return web.Response(
+            status=existing.response_status, body=existing.response_body,
+            content_type="application/problem+json" if existing.response_status >= 400 else "application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        response = await handler(request)
+    except ApiError as error:
+        if error.status >= 500:
+            await idem_store.release_key(plat.db, scope=scope, key=key)
+            raise
+        # Client errors are remembered too: a retry of the same request gets the same answer.
+        rendered = problem_response(error, request)
+        await idem_store.complete_key(plat.db, scope=scope, key=key, status=error.status,
+                                      body=bytes(rendered.body))  # type: ignore[arg-type]
+        return rendered
+    except BaseException:
+        await idem_store.release_key(plat.db, scope=scope, key=key)
+        raise
+    if isinstance(response, web.Response) and response.status < 500 and response.body is not None:
+        await idem_store.complete_key(plat.db, scope=scope, key=key, status=response.status,
+                                      body=bytes(response.body))  # type: ignore[arg-type]
+    else:
+        await idem_store.release_key(plat.db, scope=scope, key=key)
+    return response
+
+
+_API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "geolocation=(), camera=(), microphone=()"
+    headers["Content-Security-Policy"] = _DOCS_CSP if request.path.startswith("/docs") else _API_CSP
+    if request.path.startswith("/api/v1/"):
+        # Private data and tokens: no shared or browser caches unless a handler says otherwise.
+        headers.setdefault("Cache-Control", "no-store")
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    # No product or version banner: aiohttp would otherwise announce itself and Python's version.
+    headers["Server"] = "sharehub"
+    origin = _cors_origin(request)
+    if origin is not None:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After, Idempotent-Replayed"
+        headers["Vary"] = "Origin"

@@ -1,0 +1,63 @@
+"""One gateway process: connect to the services named in the environment and serve HTTP.
+
+`sharehub gateway` runs this (containers, Kubernetes, and the children of `sharehub run`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+
+from aiohttp import web
+
+from gateway.app import build_app
+from sharehub.config import Settings
+from sharehub.devstack.ray_local import connect_ray
+from sharehub.logs import configure_logging
+from sharehub.platform import open_platform
+
+log = logging.getLogger(__name__)
+_SHUTDOWN_DEADLINE_SECS = 20.0
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    async with open_platform(settings) as platform:
+        app = build_app(platform)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port, reuse_port=reuse_port, backlog=1024)
+        await site.start()
+        log.info("gateway listening", extra={"host": settings.http_host, "port": settings.http_port})
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        try:
+            await stopping.wait()
+        finally:
+            log.info("gateway stopping")
+            _exit_if_stuck()
+            await runner.cleanup()
+
+
+def _exit_if_stuck() -> None:
+    """Graceful shutdown gets a deadline (like Kubernetes' grace period): if closing connections
+    to a vanished dependency hangs, the process still exits."""
+    timer = threading.Timer(_SHUTDOWN_DEADLINE_SECS, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
+
+
+def run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
+    configure_logging(settings.log_level)
+    if settings.ray_address:
+        # Before the event loop starts, on the main thread: Ray installs signal handlers there.
+        connect_ray(settings.ray_address)
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, reuse_port=reuse_port))
+    except ImportError:  # Windows has no uvloop; asyncio's loop works, only slower
+        asyncio.run(serve(settings, reuse_port=reuse_port))

@@ -1,0 +1,3 @@
+from sharehub.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""Settings read once from the environment.
+
+Every process (gateway, CLI, Ray workers, tests) builds the same `Settings` from the same variables,
+so a deployment is described by env vars alone (see compose.yaml, deploy/helm)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "dev"
+    data_dir: Path = REPO_ROOT / ".sharehub"
+    migrations_dir: Path = REPO_ROOT / "migrations"
+    web_dir: Path = REPO_ROOT / "web"
+    api_dir: Path = REPO_ROOT / "api"
+
+    # External services; None means "start the embedded one" (sharehub.devstack).
+    database_url: str | None = None
+    nats_url: str | None = None
+    redis_url: str | None = None
+    ray_address: str | None = None
+    s3_endpoint_url: str | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_base_url: str = "http://localhost:8080"
+    log_level: str = "INFO"
+    # Behind an ingress/load balancer the client address is the last X-Forwarded-For entry.
+    trust_forwarded_for: bool = False
+    max_body_bytes: int = 1024 * 1024
+    cors_origins: tuple[str, ...] = ("http://localhost:3000", "http://localhost:8080")
+
+    jwt_keys_dir: Path = REPO_ROOT / ".sharehub" / "keys"
+    jwt_issuer: str = "https://sharehub.ru"
+    jwt_audience: str = "sharehub-api"
+    access_token_ttl_secs: int = 15 * 60
+    refresh_token_ttl_secs: int = 30 * 24 * 3600
+    # A new signing key is used for signing only after every gateway has had time to load it.
+    key_publish_delay_secs: int = 60
+    key_rescan_interval_secs: int = 10
+
+    login_failures_per_account_per_hour: int = 100
+    login_failures_per_ip_per_hour: int = 1000
+    # Requests per minute per client for the whole API (a coarse guard; login has its own limits).
+    api_requests_per_minute: int = 1200
+
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+    def with_services(
+        self,
+        *,
+        database_url: str,
+        nats_url: str,
+        redis_url: str,
+        ray_address: str | None,
+    ) -> Settings:
+        return replace(
+            self,
+            database_url=database_url,
+            nats_url=nats_url,
+            redis_url=redis_url,
+            ray_address=ray_address,
+        )
+
+
+def load_settings() -> Settings:
+    env = os.environ.get("SHAREHUB_ENV", "dev")
+    data_dir = Path(os.environ.get("SHAREHUB_DATA_DIR", str(REPO_ROOT / ".sharehub"))).resolve()
+    port = _env_int("SHAREHUB_HTTP_PORT", 8080)
+    return Settings(
+        env=env,
+        data_dir=data_dir,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        nats_url=os.environ.get("NATS_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        ray_address=os.environ.get("RAY_ADDRESS") or None,
+        s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+        http_host=os.environ.get("SHAREHUB_HTTP_HOST", "127.0.0.1"),
+        http_port=port,
+        public_base_url=os.environ.get("SHAREHUB_PUBLIC_BASE_URL", f"http://localhost:{port}"),
+        log_level=os.environ.get("SHAREHUB_LOG_LEVEL", "INFO"),
+        trust_forwarded_for=os.environ.get("SHAREHUB_TRUST_FORWARDED_FOR", "") == "1",
+        cors_origins=_env_list(
+            "SHAREHUB_CORS_ORIGINS", ("http://localhost:3000", f"http://localhost:{port}")
+        ),
+        jwt_keys_dir=Path(os.environ.get("SHAREHUB_JWT_KEYS_DIR", str(data_dir / "keys"))),
+        jwt_issuer=os.environ.get("SHAREHUB_JWT_ISSUER", "https://sharehub.ru"),
+        jwt_audience=os.environ.get("SHAREHUB_JWT_AUDIENCE", "sharehub-api"),
+        key_publish_delay_secs=_env_int("SHAREHUB_KEY_PUBLISH_DELAY_SECS", 60),
+        key_rescan_interval_secs=_env_int("SHAREHUB_KEY_RESCAN_INTERVAL_SECS", 10),
+        login_failures_per_account_per_hour=_env_int("SHAREHUB_LOGIN_FAILURES_PER_ACCOUNT", 100),
+        login_failures_per_ip_per_hour=_env_int("SHAREHUB_LOGIN_FAILURES_PER_IP", 1000),
+        api_requests_per_minute=_env_int("SHAREHUB_API_REQUESTS_PER_MINUTE", 1200),
+        db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
+    )

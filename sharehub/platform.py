@@ -1,0 +1,74 @@
+"""The handles a running process shares: settings, the Postgres pool, Redis, NATS and the token
+service. Built once at start (gateway, CLI) and passed to actions explicitly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from redis.asyncio import Redis
+
+from sharehub.config import Settings
+from sharehub.security.keys import KeyRing
+from sharehub.security.tokens import TokenService
+from storage.db import create_pool
+
+_NATS_DRAIN_SECS = 3.0
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: asyncpg.Pool
+    redis: Redis
+    tokens: TokenService
+    nats: NatsClient | None = None
+
+
+def build_token_service(settings: Settings) -> TokenService:
+    keys = KeyRing(
+        settings.jwt_keys_dir,
+        publish_delay_secs=settings.key_publish_delay_secs,
+        rescan_secs=settings.key_rescan_interval_secs,
+    )
+    return TokenService(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl_secs=settings.access_token_ttl_secs,
+        refresh_ttl_secs=settings.refresh_token_ttl_secs,
+    )
+
+
+async def _close_nats(client: NatsClient) -> None:
+    # Drain delivers what is in flight, but never waits on a NATS that is gone.
+    try:
+        await asyncio.wait_for(client.drain(), _NATS_DRAIN_SECS)
+    except (TimeoutError, nats.errors.Error):
+        await client.close()
+
+
+@asynccontextmanager
+async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
+    """Connect to every service the settings name; close them all on exit."""
+    if not (settings.database_url and settings.redis_url and settings.nats_url):
+        raise RuntimeError("DATABASE_URL, REDIS_URL and NATS_URL must be set (or use `sharehub run`)")
+    db = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    nats_client: NatsClient | None = None
+    try:
+        nats_client = await nats.connect(
+            settings.nats_url, name="sharehub", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+        )
+        yield Platform(settings=settings, db=db, redis=redis, tokens=build_token_service(settings), nats=nats_client)
+    finally:
+        if nats_client is not None:
+            await _close_nats(nats_client)
+        await redis.aclose()
+        await db.close()

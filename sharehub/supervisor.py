@@ -1,0 +1,159 @@
+"""`sharehub run`: the whole platform on one machine.
+
+Starts the embedded services (or uses the URLs given), applies migrations, creates the demo
+accounts on first start, then runs N gateway processes and restarts any that die. Ctrl-C (or
+SIGTERM) stops everything it started; every child also dies with it if it is killed outright."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from types import FrameType
+
+from sharehub.config import Settings
+from sharehub.demo import ensure_demo_accounts
+from sharehub.devstack import DevStack, ServiceUrls
+from sharehub.devstack.processes import spawn, stop, wait_until
+from sharehub.devstack.reaper import start_reaper
+from sharehub.platform import open_platform
+from sharehub.runstate import clear_run_state, write_run_state
+from sharehub.security.keys import ensure_key
+from storage.migrate import migrate
+
+log = logging.getLogger("sharehub.run")
+_RESTART_BACKOFF_SECS = 2.0
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+async def prepare_database(settings: Settings) -> list[dict[str, str]]:
+    assert settings.database_url
+    applied = await migrate(settings.database_url, settings.migrations_dir)
+    for migration in applied:
+        print(f"  migrated {migration.version:04d}_{migration.name}")
+    async with open_platform(settings) as platform:
+        return await ensure_demo_accounts(platform, settings.data_dir)
+
+
+def _gateway_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(urls.as_env())
+    env.update({
+        "SHAREHUB_DATA_DIR": str(settings.data_dir),
+        "SHAREHUB_HTTP_HOST": settings.http_host,
+        "SHAREHUB_HTTP_PORT": str(settings.http_port),
+        "SHAREHUB_JWT_KEYS_DIR": str(settings.jwt_keys_dir),
+    })
+    return env
+
+
+class GatewayPool:
+    def __init__(self, settings: Settings, urls: ServiceUrls, count: int) -> None:
+        self.settings = settings
+        self.env = _gateway_env(settings, urls)
+        self.count = count
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "sharehub", "gateway"]
+        if self.count > 1:
+            argv.append("--reuse-port")
+        return spawn(argv, log_path=self.settings.data_dir / "logs" / f"gateway-{index}.log", env=self.env)
+
+    def start(self) -> None:
+        self.procs = [self._spawn(i) for i in range(self.count)]
+        url = f"http://127.0.0.1:{self.settings.http_port}/healthz"
+        wait_until(lambda: _http_ok(url), timeout_secs=120, what="gateway", proc=self.procs[0],
+                   log_path=self.settings.data_dir / "logs" / "gateway-0.log")
+
+    def restart_dead(self) -> None:
+        for index, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                log.warning("gateway %d exited with %s; restarting", index, proc.returncode)
+                time.sleep(_RESTART_BACKOFF_SECS)
+                self.procs[index] = self._spawn(index)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            stop(proc, timeout_secs=15)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own localhost URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def run_platform(settings: Settings, *, gateways: int) -> None:
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    start_reaper()
+    stack = DevStack(
+        settings.data_dir, durable=True, database_url=settings.database_url, nats_url=settings.nats_url,
+        redis_url=settings.redis_url, ray_address=settings.ray_address,
+    )
+    pool: GatewayPool | None = None
+    try:
+        print("Starting ShareHub services...", flush=True)
+        urls = stack.start()
+        settings = replace(settings, database_url=urls.database_url, nats_url=urls.nats_url,
+                           redis_url=urls.redis_url, ray_address=urls.ray_address)
+        ensure_key(settings.jwt_keys_dir)
+        demo = asyncio.run(prepare_database(settings))
+        pool = GatewayPool(settings, urls, gateways)
+        pool.start()
+        http_url = f"http://localhost:{settings.http_port}"
+        write_run_state(settings.data_dir, urls, http_url=http_url)
+        _print_banner(settings, urls, http_url, demo, gateways)
+        while True:
+            time.sleep(1)
+            pool.restart_dead()
+    except _Stop:
+        print("\nStopping ShareHub...", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if pool is not None:
+            pool.stop()
+        stack.stop()
+        clear_run_state(settings.data_dir)
+        print("Stopped.", flush=True)
+
+
+def _print_banner(
+    settings: Settings, urls: ServiceUrls, http_url: str, demo: list[dict[str, str]], gateways: int
+) -> None:
+    lines = [
+        "",
+        f"ShareHub is running ({gateways} gateway process{'es' if gateways > 1 else ''}).",
+        f"  API          {http_url}/api/v1",
+        f"  Swagger UI   {http_url}/docs",
+        f"  OpenAPI      {http_url}/api/openapi.yaml",
+        f"  Metrics      {http_url}/metrics",
+        f"  Health       {http_url}/readyz",
+        f"  Ray dashboard {urls.ray_dashboard_url or '(external cluster: ' + str(urls.ray_address) + ')'}",
+        f"  Data         {settings.data_dir}",
+        "Demo accounts:",
+    ]
+    lines += [f"  {a['email']:<28} {a['password']}   ({a['roles']})" for a in demo] or ["  (see earlier runs)"]
+    lines += ["Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), flush=True)

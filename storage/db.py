@@ -1,0 +1,58 @@
+"""The asyncpg pool and named transactions.
+
+Every transaction has a name (`async with transaction(pool, "register_user")`) so slow or failing
+ones show up by name in logs and in the `db_transaction_seconds` metric."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+from prometheus_client import Histogram
+
+DB_TRANSACTION_SECONDS = Histogram(
+    "db_transaction_seconds", "Duration of named database transactions", ["name"]
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects, encoded by orjson (10x faster than json).
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        server_settings={"application_name": "sharehub"},
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool, name: str) -> AsyncIterator[asyncpg.Connection]:
+    started = time.perf_counter()
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    finally:
+        DB_TRANSACTION_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+
+def pool_stats(pool: asyncpg.Pool) -> dict[str, Any]:
+    size = pool.get_size()
+    idle = pool.get_idle_size()
+    return {"max": pool.get_max_size(), "size": size, "idle": idle, "in_use": size - idle}

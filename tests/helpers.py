@@ -1,0 +1,59 @@
+"""Small API client helpers for the end-to-end tests."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from sharehub import accounts
+from sharehub.platform import Platform
+
+STRONG_PASSWORD = "Лето в Сочи 2026!"
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.ru"
+
+
+@dataclass
+class LoggedIn:
+    user_id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def register_and_login(
+    client: TestClient[Any, Any], *, password: str = STRONG_PASSWORD, name: str = "Иван Петров"
+) -> LoggedIn:
+    email = unique_email()
+    resp = await client.post("/api/v1/auth/register",
+                             json={"email": email, "password": password, "display_name": name})
+    assert resp.status == 201, await resp.text()
+    user_id = (await resp.json())["id"]
+    return await login(client, email, password, user_id)
+
+
+async def login(client: TestClient[Any, Any], email: str, password: str, user_id: str = "") -> LoggedIn:
+    resp = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    return LoggedIn(user_id, email, password, body["access_token"], body["refresh_token"])
+
+
+async def make_user_with_roles(
+    client: TestClient[Any, Any], platform: Platform, roles: set[str]
+) -> LoggedIn:
+    email = unique_email("staff")
+    user = await accounts.create_user(
+        platform, email=email, password=STRONG_PASSWORD, display_name="Сотрудник", roles=frozenset(roles)
+    )
+    return await login(client, email, STRONG_PASSWORD, str(user.id))

@@ -1,0 +1,166 @@
+"""The deployment files parse and agree with each other: compose.yaml, cluster.yaml, the NATS config,
+the Helm chart and the Grafana dashboard. Reads files only: no Docker, no cluster, no services."""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from functools import reduce
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+import ray.autoscaler
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+CHART = DEPLOY / "helm" / "sharehub"
+CORE_SERVICES = {"postgres", "nats", "redis", "minio", "ray-head", "migrate", "gateway"}
+APP_SERVICES = ("gateway", "migrate", "ray-head")
+URL_VARS = ("DATABASE_URL", "NATS_URL", "REDIS_URL", "RAY_ADDRESS", "S3_ENDPOINT_URL")
+DASHBOARD_METRICS = (
+    "http_requests_total",
+    "http_request_duration_seconds_bucket",
+    "http_requests_in_flight",
+    "db_pool_connections",
+)
+PORT_FLAG = re.compile(r"(?:(?<![\w-])--port[= ]|--address[= ]\S*:|(?<!\S)-p )(\d+)")
+VALUES_REF = re.compile(r"\.Values((?:\.\w+)+)")
+VALUES_ALIAS = re.compile(r"\$(\w+)\s*:=\s*\.Values((?:\.\w+)+)")
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_yaml(ROOT / "compose.yaml")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict[str, Any]:
+    return load_yaml(ROOT / "cluster.yaml")
+
+
+def listen_port(name: str, service: dict[str, Any]) -> int:
+    """The port a compose service listens on: from its flags, or for NATS from its config file."""
+    if name == "nats":
+        match = re.search(r"^port:\s*(\d+)", (DEPLOY / "nats" / "nats.conf").read_text(), re.MULTILINE)
+    else:
+        words = [*service.get("command", []), *service.get("healthcheck", {}).get("test", [])]
+        match = PORT_FLAG.search(" ".join(words))
+    assert match, f"{name}: no listening port in its command, healthcheck or config"
+    return int(match.group(1))
+
+
+def test_compose_has_the_stack_and_postgres_16(compose: dict[str, Any]) -> None:
+    assert "version" not in compose
+    assert set(compose["services"]) >= CORE_SERVICES
+    assert re.fullmatch(r"postgres:16(\.\d+)*(-\w+)?", compose["services"]["postgres"]["image"])
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_service_urls_point_at_compose_services(compose: dict[str, Any], name: str) -> None:
+    services = compose["services"]
+    env = services[name]["environment"]
+    assert env == compose["x-sharehub-env"], f"{name} must use the shared x-sharehub-env values"
+    for var in URL_VARS:
+        url = urlsplit(env[var] if "://" in env[var] else f"tcp://{env[var]}")
+        assert url.hostname in services, f"{name}: {var} host {url.hostname!r} is not a compose service"
+        assert url.port == listen_port(url.hostname, services[url.hostname]), f"{name}: {var} port"
+
+
+def test_gateway_starts_after_migrations_and_healthy_services(compose: dict[str, Any]) -> None:
+    gateway = compose["services"]["gateway"]
+    conditions = {name: dep["condition"] for name, dep in gateway["depends_on"].items()}
+    assert conditions.pop("migrate") == "service_completed_successfully"
+    assert {"postgres", "nats", "redis", "minio", "ray-head"} <= set(conditions)
+    assert all(c in {"service_healthy", "service_completed_successfully"} for c in conditions.values())
+    assert "/healthz" in " ".join(gateway["healthcheck"]["test"])
+    assert "sharehub gateway" in " ".join(gateway["command"])
+
+
+def test_nats_jetstream_fsyncs_every_write(compose: dict[str, Any]) -> None:
+    conf = (DEPLOY / "nats" / "nats.conf").read_text()
+    block = re.search(r"^jetstream\s*\{(.*?)^\}", conf, re.MULTILINE | re.DOTALL)
+    assert block, "jetstream block missing"
+    assert re.search(r"^\s*sync_interval:\s*always\s*$", block.group(1), re.MULTILINE)
+    assert any("deploy/nats/nats.conf" in v for v in compose["services"]["nats"]["volumes"])
+
+
+def test_cluster_yaml_matches_ray_schema(cluster: dict[str, Any]) -> None:
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(cluster, schema)
+    assert cluster["provider"]["type"] == "aws"
+    assert cluster["head_node_type"] in cluster["available_node_types"]
+
+
+def test_cluster_head_runs_ray_and_gateway_with_compose_env(cluster: dict[str, Any], compose: dict[str, Any]) -> None:
+    commands = "\n".join(cluster["head_start_ray_commands"])
+    assert "ray start --head" in commands
+    assert "sharehub gateway" in commands
+    passed = {opt.split()[1].split("=")[0] for opt in cluster["docker"]["run_options"] if opt.startswith("--env ")}
+    assert passed == set(compose["x-sharehub-env"])
+    referenced = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", commands))
+    assert referenced <= passed, f"head commands read variables the containers never get: {referenced - passed}"
+
+
+def value_paths(template: str) -> set[str]:
+    """`.Values.a.b` references, with `$x := .Values.a` aliases followed (`$x.b` is `a.b`)."""
+    paths = {m.group(1)[1:] for m in VALUES_REF.finditer(template)}
+    for alias, base in VALUES_ALIAS.findall(template):
+        paths |= {base[1:] + rest for rest in re.findall(rf"\${alias}((?:\.\w+)+)", template)}
+    return paths
+
+
+def has_path(values: dict[str, Any], path: str) -> bool:
+    try:
+        reduce(operator.getitem, path.split("."), values)
+    except (KeyError, TypeError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in (CHART / "templates").iterdir()))
+def test_helm_template_uses_only_defined_values(template: str) -> None:
+    text = (CHART / "templates" / template).read_text()
+    assert text.strip(), f"{template} is empty"
+    values = load_yaml(CHART / "values.yaml")
+    missing = sorted(p for p in value_paths(text) if not has_path(values, p))
+    assert not missing, f"{template} references values missing from values.yaml: {missing}"
+
+
+def test_helm_chart_parses_and_config_env_uses_compose_names(compose: dict[str, Any]) -> None:
+    chart = load_yaml(CHART / "Chart.yaml")
+    assert (chart["apiVersion"], chart["name"]) == ("v2", "sharehub")
+    assert isinstance(load_yaml(CHART / "values.yaml"), dict)
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    block = helpers.split('define "sharehub.configEnv"', 1)[1].split("{{- end -}}", 1)[0]
+    names = set(re.findall(r"^([A-Z][A-Z0-9_]+):", block, re.MULTILINE))
+    assert {"RAY_ADDRESS", "S3_ENDPOINT_URL", "SHAREHUB_JWT_KEYS_DIR"} <= names <= set(compose["x-sharehub-env"])
+
+
+def expressions(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["expr"]] if isinstance(node.get("expr"), str) else []
+        return own + [e for value in node.values() for e in expressions(value)]
+    if isinstance(node, list):
+        return [e for item in node for e in expressions(item)]
+    return []
+
+
+def test_grafana_dashboard_queries_gateway_metrics() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "sharehub-dashboard.json").read_text())
+    exprs = expressions(dashboard["panels"])
+    assert exprs
+    for metric in DASHBOARD_METRICS:
+        assert any(metric in e for e in exprs), f"no panel queries {metric}"
+    for expr in exprs:
+        assert any(metric in expr for metric in DASHBOARD_METRICS), f"unknown metric in {expr!r}"
+    assert any("histogram_quantile(0.99" in e for e in exprs)
+    assert any("histogram_quantile(0.5" in e for e in exprs)
