@@ -85,8 +85,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = _from_http_exception(exc)
-        return problem_response(error, request)
+        return problem_response(_from_http_exception(exc), request)
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return problem_response(ApiError(500, "internal_error", "Something went wrong on our side."), request)

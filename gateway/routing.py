@@ -98,7 +98,9 @@ def install_routes(app: web.Application, tables: list[RouteTable]) -> None:
 
 def check_route_policies(app: web.Application) -> None:
     """Fail at start-up if any route was added without an access declaration."""
-    declared = app[ROUTE_SPECS].keys() | app[STATIC_ROUTES]
+    statics: set[AbstractRoute] = app[STATIC_ROUTES]
+    specs: dict[AbstractRoute, RouteSpec] = app[ROUTE_SPECS]
+    declared = set(specs) | statics
     undeclared = [
         f"{route.method} {route.resource.canonical if route.resource else '?'}"
         for route in app.router.routes()

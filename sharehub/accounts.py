@@ -25,7 +25,8 @@ from storage.db import transaction
 from storage.users import UserRow
 
 ROLES = frozenset({"user", "owner", "moderator", "admin"})
-_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+$")
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+$"
+_EMAIL_RE = re.compile(EMAIL_PATTERN)
 _TRUSTED_IP_SECS = 30 * 24 * 3600
 _FAILURE_WINDOW_SECS = 3600
 
@@ -56,7 +57,7 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-def _password_error(code: str) -> ApiError:
+def _password_error(code: str, field: str = "password") -> ApiError:
     messages = {
         "password_too_short": "Use at least 8 characters.",
         "password_too_long": "Use at most 128 characters.",
@@ -64,7 +65,7 @@ def _password_error(code: str) -> ApiError:
         "password_matches_account": "Do not use your e-mail or name as the password.",
     }
     return ApiError(422, "validation_failed", "The password is not acceptable.",
-                    errors=[{"path": "/password", "code": code, "message": messages[code]}])
+                    errors=[{"path": f"/{field}", "code": code, "message": messages[code]}])
 
 
 async def register(platform: Platform, *, email: str, password: str, display_name: str) -> UserRow:
@@ -229,7 +230,7 @@ async def change_password(
         raise ApiError(403, "wrong_password", "The current password is wrong.")
     problem = password_problem(new_password, email=user.email, display_name=user.display_name)
     if problem:
-        raise _password_error(problem)
+        raise _password_error(problem, "new_password")
     new_hash = await asyncio.to_thread(hash_password, new_password)
     new_jti = uuid.uuid4()
     async with transaction(platform.db, "change_password") as conn:

@@ -26,7 +26,7 @@ def read_run_state(data_dir: Path) -> dict[str, str] | None:
     path = _path(data_dir)
     if not path.exists():
         return None
-    state = json.loads(path.read_text())
+    state: dict[str, str] = json.loads(path.read_text())
     try:
         os.kill(int(state["pid"]), 0)
     except (ProcessLookupError, ValueError, KeyError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -47,7 +47,8 @@ async def transaction(pool: asyncpg.Pool, name: str) -> AsyncIterator[asyncpg.Co
     started = time.perf_counter()
     try:
         async with pool.acquire() as conn, conn.transaction():
-            yield conn
+            # The pool hands out a proxy that behaves as a Connection.
+            yield cast(asyncpg.Connection, conn)
     finally:
         DB_TRANSACTION_SECONDS.labels(name).observe(time.perf_counter() - started)
 

@@ -79,7 +79,9 @@ async def update_profile(conn: asyncpg.Connection, user_id: uuid.UUID, changes: 
 
 async def set_roles(conn: asyncpg.Connection, user_id: uuid.UUID, roles: frozenset[str]) -> UserRow | None:
     record = await conn.fetchrow(
-        f"""UPDATE users SET roles = $2, auth_epoch = auth_epoch + 1, updated_at = now()
+        # The epoch moves only when the roles really change: re-sending the same set keeps logins.
+        f"""UPDATE users SET auth_epoch = auth_epoch + (roles IS DISTINCT FROM $2::text[])::int,
+                             roles = $2, updated_at = now()
             WHERE id = $1 RETURNING {_COLUMNS}""",
         user_id, sorted(roles),
     )
@@ -88,7 +90,8 @@ async def set_roles(conn: asyncpg.Connection, user_id: uuid.UUID, roles: frozens
 
 async def set_status(conn: asyncpg.Connection, user_id: uuid.UUID, status: str) -> UserRow | None:
     record = await conn.fetchrow(
-        f"""UPDATE users SET status = $2, auth_epoch = auth_epoch + 1, updated_at = now()
+        f"""UPDATE users SET auth_epoch = auth_epoch + (status IS DISTINCT FROM $2)::int,
+                             status = $2, updated_at = now()
             WHERE id = $1 RETURNING {_COLUMNS}""",
         user_id, status,
     )

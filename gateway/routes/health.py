@@ -34,7 +34,7 @@ async def _redis(plat: Platform) -> None:
 async def _nats(plat: Platform) -> None:
     if plat.nats is None or not plat.nats.is_connected:
         raise ConnectionError("not connected")
-    await plat.nats.flush(timeout=_CHECK_TIMEOUT_SECS)
+    await plat.nats.flush(timeout=int(_CHECK_TIMEOUT_SECS))
 
 
 async def _ray(plat: Platform) -> None:

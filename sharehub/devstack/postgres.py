@@ -59,7 +59,7 @@ def candidate_binaries() -> list[PostgresBinaries]:
     # Located without importing pgserver, whose import has side effects (lock files, warnings).
     spec = importlib.util.find_spec("pgserver")
     if spec is not None and spec.submodule_search_locations:
-        dirs.append(Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin")
+        dirs.append(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
     found = []
     for bin_dir in dirs:
         if (bin_dir / "postgres").exists() and (bin_dir / "initdb").exists():
@@ -90,19 +90,18 @@ def _service_user() -> str | None:
     try:
         pwd.getpwnam(_SERVICE_USER)
     except KeyError:
+        # The system's useradd, found on PATH like any admin tool.
         subprocess.run(  # noqa: S603
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _SERVICE_USER],
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _SERVICE_USER],  # noqa: S607
             check=True,
         )
     return _SERVICE_USER
 
 
-def _run_as(user: str | None) -> dict[str, object]:
-    """Popen arguments that drop to `user` completely: without its group too, the server would
-    keep root's group and be refused by directories that grant root's group nothing."""
-    if user is None:
-        return {}
-    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+def _group_of(user: str | None) -> int | None:
+    """Processes drop to the user's group too: with root's group left, they would be refused by
+    directories that grant root's group nothing (pytest's and mkdtemp's, mode 0700/0701)."""
+    return pwd.getpwnam(user).pw_gid if user else None
 
 
 def _ensure_traversable(path: Path) -> None:
@@ -158,7 +157,8 @@ class EmbeddedPostgres:
                     f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
                     "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
                 ],
-                check=True, capture_output=True, **_run_as(user),
+                check=True, capture_output=True, user=user, group=_group_of(user),
+                extra_groups=[] if user else None,
             )
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
@@ -191,7 +191,7 @@ class EmbeddedPostgres:
             [str(self.binaries.postgres), "-D", str(self.pgdata), "-p", str(self.port), *settings],
             log_path=self.log_path,
             user=user,
-            group=pwd.getpwnam(user).pw_gid if user else None,
+            group=_group_of(user),
         )
         wait_until(
             self._accepts_queries, timeout_secs=60, what="postgres", proc=self._proc, log_path=self.log_path

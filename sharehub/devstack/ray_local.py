@@ -24,7 +24,7 @@ class RayInfo:
 def _temp_dir_for(data_dir: Path) -> str:
     # Ray's Unix sockets live under its temp dir and must stay under ~107 bytes, so the per-stack
     # dir goes in /tmp, named after the data dir so two stacks never share one.
-    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]
     return os.path.join(tempfile.gettempdir(), f"shr-ray-{digest}")
 
 
@@ -46,7 +46,8 @@ def start_local_ray(data_dir: Path, *, dashboard: bool, num_cpus: int = 2) -> Ra
     dashboard_url = getattr(ctx, "dashboard_url", None) or None
     if dashboard_url and not dashboard_url.startswith("http"):
         dashboard_url = f"http://{dashboard_url}"
-    return RayInfo(address=ctx.address_info["gcs_address"], dashboard_url=dashboard_url)
+    address_info: dict[str, str] = getattr(ctx, "address_info")  # noqa: B009 - untyped in Ray
+    return RayInfo(address=address_info["gcs_address"], dashboard_url=dashboard_url)
 
 
 def connect_ray(address: str) -> None:

@@ -7,6 +7,7 @@ supervisor, keeps a fresh list of its descendants, and when the supervisor disap
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -31,19 +32,13 @@ def watch(supervisor_pid: int) -> None:
         except psutil.NoSuchProcess:
             break
         time.sleep(_POLL_SECS)
-    survivors = []
     for proc in last_seen:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()  # psutil checks the process identity, so a reused pid is never hit
-            survivors.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(survivors, timeout=_GRACE_SECS)
+    _, alive = psutil.wait_procs(last_seen, timeout=_GRACE_SECS)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def start_reaper() -> subprocess.Popen[bytes]:

@@ -35,12 +35,12 @@ def normalise_password(password: str) -> str:
 
 def password_problem(password: str, *, email: str = "", display_name: str = "") -> str | None:
     """Why this password is refused (a stable code), or None if it is acceptable."""
-    normalised = normalise_password(password)
-    if len(normalised) < MIN_PASSWORD_LENGTH:
+    # Length as sent (code points), the same way the API's JSON Schema counts it.
+    if len(password) < MIN_PASSWORD_LENGTH:
         return "password_too_short"
-    if len(normalised) > MAX_PASSWORD_LENGTH:
+    if len(password) > MAX_PASSWORD_LENGTH:
         return "password_too_long"
-    lowered = normalised.casefold()
+    lowered = normalise_password(password).casefold()
     if lowered in _common_passwords():
         return "password_too_common"
     local_part = email.split("@", 1)[0].casefold()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -73,9 +74,9 @@ async def test_stack_data_survives_restart_and_stop_leaves_no_processes(tmp_path
         stack.stop()
 
 
-async def test_the_pgserver_wheel_engine_has_the_extensions_we_need(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
+async def test_the_pgserver_wheel_engine_has_the_extensions_we_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = importlib.util.find_spec("pgserver")
     assert spec is not None and spec.submodule_search_locations
     wheel_bin = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
