@@ -35,6 +35,15 @@ class LoginBody(Body):
     password: Password
 
 
+class PasswordResetBody(Body):
+    email: Email
+
+
+class PasswordResetConfirmBody(Body):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    new_password: Password
+
+
 class RefreshBody(Body):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 

@@ -17,6 +17,7 @@ from sharehub.config import Settings
 from sharehub.devstack.ray_local import connect_ray
 from sharehub.logs import configure_logging
 from sharehub.platform import open_platform
+from sharehub.workers import run_background_workers
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_DEADLINE_SECS = 20.0
@@ -34,12 +35,14 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
+        workers = asyncio.create_task(run_background_workers(platform, stopping))
         try:
             await stopping.wait()
         finally:
             log.info("gateway stopping")
             _exit_if_stuck()
             await runner.cleanup()
+            await workers
 
 
 def _exit_if_stuck() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from storage.db import transaction
 from storage.users import UserRow
 
 ROLES = frozenset({"user", "owner", "moderator", "admin"})
-EMAIL_PATTERN = r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+$"
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f.]+(\.[^@\s\x00-\x1f\x7f-\x9f.]+)+$"
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _TRUSTED_IP_SECS = 30 * 24 * 3600
 _FAILURE_WINDOW_SECS = 3600
@@ -50,14 +49,17 @@ class TokenPair:
 
 
 def normalise_email(raw: str) -> str:
-    email = unicodedata.normalize("NFKC", raw).strip().lower()
-    if len(email) > 254 or not _EMAIL_RE.match(email):
+    """Trimmed and lower-cased. Not NFKC: compatibility mapping can turn a valid address into an
+    invalid one (U+00A8 becomes a space), so the address is checked as typed."""
+    stripped = raw.strip()
+    email = stripped.lower()
+    if len(email) > 254 or not _EMAIL_RE.match(stripped):
         raise ApiError(422, "validation_failed", "Invalid e-mail address.",
                        errors=[{"path": "/email", "code": "invalid_email", "message": "Not an e-mail address."}])
     return email
 
 
-def _password_error(code: str, field: str = "password") -> ApiError:
+def password_error(code: str, field: str = "password") -> ApiError:
     messages = {
         "password_too_short": "Use at least 8 characters.",
         "password_too_long": "Use at most 128 characters.",
@@ -72,7 +74,7 @@ async def register(platform: Platform, *, email: str, password: str, display_nam
     email = normalise_email(email)
     problem = password_problem(password, email=email, display_name=display_name)
     if problem:
-        raise _password_error(problem)
+        raise password_error(problem)
     # Hash before looking for a duplicate so a taken e-mail answers in the same time as a new one.
     password_hash = await asyncio.to_thread(hash_password, password)
     async with transaction(platform.db, "register_user") as conn:
@@ -230,7 +232,7 @@ async def change_password(
         raise ApiError(403, "wrong_password", "The current password is wrong.")
     problem = password_problem(new_password, email=user.email, display_name=user.display_name)
     if problem:
-        raise _password_error(problem, "new_password")
+        raise password_error(problem, "new_password")
     new_hash = await asyncio.to_thread(hash_password, new_password)
     new_jti = uuid.uuid4()
     async with transaction(platform.db, "change_password") as conn:

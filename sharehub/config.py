@@ -38,10 +38,15 @@ class Settings:
     redis_url: str | None = None
     ray_address: str | None = None
     s3_endpoint_url: str | None = None
+    # smtp://[user:password@]host:port (STARTTLS when offered) or smtps:// (implicit TLS).
+    smtp_url: str | None = None
+    mail_from: str = "ShareHub <no-reply@sharehub.ru>"
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     public_base_url: str = "http://localhost:8080"
+    # Where people open links from e-mails (the web app); the reset page takes ?token=.
+    web_app_url: str = "http://localhost:3000"
     log_level: str = "INFO"
     # Behind an ingress/load balancer the client address is the last X-Forwarded-For entry.
     trust_forwarded_for: bool = False
@@ -59,6 +64,7 @@ class Settings:
 
     login_failures_per_account_per_hour: int = 100
     login_failures_per_ip_per_hour: int = 1000
+    password_resets_per_ip_per_hour: int = 20
     # Requests per minute per client for the whole API (a coarse guard; login has its own limits).
     api_requests_per_minute: int = 1200
 
@@ -94,9 +100,12 @@ def load_settings() -> Settings:
         redis_url=os.environ.get("REDIS_URL") or None,
         ray_address=os.environ.get("RAY_ADDRESS") or None,
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+        smtp_url=os.environ.get("SMTP_URL") or None,
+        mail_from=os.environ.get("SHAREHUB_MAIL_FROM", "ShareHub <no-reply@sharehub.ru>"),
         http_host=os.environ.get("SHAREHUB_HTTP_HOST", "127.0.0.1"),
         http_port=port,
         public_base_url=os.environ.get("SHAREHUB_PUBLIC_BASE_URL", f"http://localhost:{port}"),
+        web_app_url=os.environ.get("SHAREHUB_WEB_APP_URL", "http://localhost:3000"),
         log_level=os.environ.get("SHAREHUB_LOG_LEVEL", "INFO"),
         trust_forwarded_for=os.environ.get("SHAREHUB_TRUST_FORWARDED_FOR", "") == "1",
         cors_origins=_env_list(
@@ -109,6 +118,7 @@ def load_settings() -> Settings:
         key_rescan_interval_secs=_env_int("SHAREHUB_KEY_RESCAN_INTERVAL_SECS", 10),
         login_failures_per_account_per_hour=_env_int("SHAREHUB_LOGIN_FAILURES_PER_ACCOUNT", 100),
         login_failures_per_ip_per_hour=_env_int("SHAREHUB_LOGIN_FAILURES_PER_IP", 1000),
+        password_resets_per_ip_per_hour=_env_int("SHAREHUB_PASSWORD_RESETS_PER_IP", 20),
         api_requests_per_minute=_env_int("SHAREHUB_API_REQUESTS_PER_MINUTE", 1200),
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
     )

@@ -109,14 +109,14 @@ def run_platform(settings: Settings, *, gateways: int) -> None:
     start_reaper()
     stack = DevStack(
         settings.data_dir, durable=True, database_url=settings.database_url, nats_url=settings.nats_url,
-        redis_url=settings.redis_url, ray_address=settings.ray_address,
+        redis_url=settings.redis_url, ray_address=settings.ray_address, smtp_url=settings.smtp_url,
     )
     pool: GatewayPool | None = None
     try:
         print("Starting ShareHub services...", flush=True)
         urls = stack.start()
         settings = replace(settings, database_url=urls.database_url, nats_url=urls.nats_url,
-                           redis_url=urls.redis_url, ray_address=urls.ray_address)
+                           redis_url=urls.redis_url, ray_address=urls.ray_address, smtp_url=urls.smtp_url)
         ensure_key(settings.jwt_keys_dir)
         demo = asyncio.run(prepare_database(settings))
         pool = GatewayPool(settings, urls, gateways)
@@ -139,6 +139,12 @@ def run_platform(settings: Settings, *, gateways: int) -> None:
         print("Stopped.", flush=True)
 
 
+def _mail_note(settings: Settings, urls: ServiceUrls) -> str:
+    if settings.smtp_url and settings.smtp_url != urls.smtp_url:
+        return settings.smtp_url
+    return f"kept as .eml files in {settings.data_dir / 'mail' / 'messages'} (dev mail sink)"
+
+
 def _print_banner(
     settings: Settings, urls: ServiceUrls, http_url: str, demo: list[dict[str, str]], gateways: int
 ) -> None:
@@ -151,6 +157,7 @@ def _print_banner(
         f"  Metrics      {http_url}/metrics",
         f"  Health       {http_url}/readyz",
         f"  Ray dashboard {urls.ray_dashboard_url or '(external cluster: ' + str(urls.ray_address) + ')'}",
+        f"  Outgoing mail {_mail_note(settings, urls)}",
         f"  Data         {settings.data_dir}",
         "Demo accounts:",
     ]

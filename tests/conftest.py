@@ -44,6 +44,7 @@ def services(tmp_root: Path) -> Iterator[ServiceUrls]:
         nats_url=os.environ.get("NATS_URL"),
         redis_url=os.environ.get("REDIS_URL"),
         ray_address=os.environ.get("RAY_ADDRESS"),
+        # Mail always goes to the local sink (an SMTP emulator) so tests can read what was sent.
         ray_dashboard=False,
     )
     urls = stack.start()
@@ -73,6 +74,12 @@ def _fresh_database(server_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def mail_dir(tmp_root: Path, services: ServiceUrls) -> Path:
+    """Where the session's SMTP sink keeps the messages it received."""
+    return tmp_root / "stack" / "mail" / "messages"
+
+
+@pytest.fixture(scope="session")
 def settings(services: ServiceUrls, tmp_root: Path) -> Settings:
     keys_dir = tmp_root / "keys"
     generate_key(keys_dir)
@@ -85,12 +92,14 @@ def settings(services: ServiceUrls, tmp_root: Path) -> Settings:
         nats_url=services.nats_url,
         redis_url=services.redis_url,
         ray_address=services.ray_address,
+        smtp_url=services.smtp_url,
         jwt_keys_dir=keys_dir,
         key_publish_delay_secs=0,
         key_rescan_interval_secs=0,
         # Every test request comes from 127.0.0.1: the per-client limits get their own tests.
         api_requests_per_minute=1_000_000,
         login_failures_per_ip_per_hour=1_000_000,
+        password_resets_per_ip_per_hour=1_000_000,
         cors_origins=("https://app.sharehub.test",),
     )
 

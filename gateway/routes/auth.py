@@ -8,9 +8,9 @@ from gateway.bodies import path_uuid, read_body
 from gateway.context import client_ip, platform, principal
 from gateway.responses import json_response, no_content
 from gateway.routing import AUTHENTICATED, PUBLIC, RouteTable
-from gateway.schemas import LoginBody, RefreshBody, RegisterBody
+from gateway.schemas import LoginBody, PasswordResetBody, PasswordResetConfirmBody, RefreshBody, RegisterBody
 from gateway.serializers import user_private
-from sharehub import accounts
+from sharehub import accounts, password_reset
 from storage.sessions import list_active_sessions
 
 routes = RouteTable()
@@ -40,6 +40,21 @@ async def refresh(request: web.Request) -> web.Response:
     body = await read_body(request, RefreshBody)
     pair = await accounts.refresh(platform(request), refresh_token=body.refresh_token)
     return json_response(pair.as_json())
+
+
+@routes.post("/api/v1/auth/password-reset", access=PUBLIC)
+async def request_password_reset(request: web.Request) -> web.Response:
+    body = await read_body(request, PasswordResetBody)
+    await password_reset.request_reset(platform(request), email=body.email, ip=client_ip(request))
+    # The same answer whether or not the account exists.
+    return json_response({"detail": "If an account uses this e-mail, a reset link is on its way."}, status=202)
+
+
+@routes.post("/api/v1/auth/password-reset/confirm", access=PUBLIC)
+async def confirm_password_reset(request: web.Request) -> web.Response:
+    body = await read_body(request, PasswordResetConfirmBody)
+    await password_reset.confirm_reset(platform(request), token=body.token, new_password=body.new_password)
+    return no_content()
 
 
 @routes.post("/api/v1/auth/logout", access=AUTHENTICATED)

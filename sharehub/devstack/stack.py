@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from sharehub.devstack.mail import EmbeddedMailSink
 from sharehub.devstack.nats import EmbeddedNats
 from sharehub.devstack.postgres import EmbeddedPostgres
 from sharehub.devstack.ray_local import RayInfo, start_local_ray, stop_ray
@@ -28,6 +29,7 @@ class ServiceUrls:
     redis_url: str
     ray_address: str | None
     ray_dashboard_url: str | None = None
+    smtp_url: str | None = None
 
     def as_env(self) -> dict[str, str]:
         env = {
@@ -37,6 +39,8 @@ class ServiceUrls:
         }
         if self.ray_address:
             env["RAY_ADDRESS"] = self.ray_address
+        if self.smtp_url:
+            env["SMTP_URL"] = self.smtp_url
         return env
 
 
@@ -52,12 +56,13 @@ class DevStack:
         nats_url: str | None = None,
         redis_url: str | None = None,
         ray_address: str | None = None,
+        smtp_url: str | None = None,
         with_ray: bool = True,
         ray_dashboard: bool = True,
     ) -> None:
         self.root = root
         self.durable = durable
-        self._given = {"database": database_url, "nats": nats_url, "redis": redis_url}
+        self._given = {"database": database_url, "nats": nats_url, "redis": redis_url, "smtp": smtp_url}
         self._ray_address = ray_address
         self._with_ray = with_ray
         self._ray_dashboard = ray_dashboard
@@ -79,6 +84,7 @@ class DevStack:
             database_url = self._start("database", EmbeddedPostgres(self.root / "postgres", durable=self.durable))
             nats_url = self._start("nats", EmbeddedNats(self.root / "nats", durable=self.durable))
             redis_url = self._start("redis", EmbeddedRedis(self.root / "redis", durable=self.durable))
+            smtp_url = self._start("smtp", EmbeddedMailSink(self.root / "mail"))
             ray = self._start_ray()
         except BaseException:
             self.stop()
@@ -89,6 +95,7 @@ class DevStack:
             redis_url=redis_url,
             ray_address=ray.address if ray else None,
             ray_dashboard_url=ray.dashboard_url if ray else None,
+            smtp_url=smtp_url,
         )
 
     def _start_ray(self) -> RayInfo | None:

@@ -24,10 +24,12 @@ def live_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
         "NATS_URL": migrated.nats_url or "",
         "REDIS_URL": migrated.redis_url or "",
         "RAY_ADDRESS": migrated.ray_address or "",
+        "SMTP_URL": migrated.smtp_url or "",
         "SHAREHUB_JWT_KEYS_DIR": str(migrated.jwt_keys_dir),
         "SHAREHUB_KEY_PUBLISH_DELAY_SECS": "0",
         "SHAREHUB_API_REQUESTS_PER_MINUTE": "1000000",
         "SHAREHUB_LOGIN_FAILURES_PER_IP": "1000000",
+        "SHAREHUB_PASSWORD_RESETS_PER_IP": "1000000",
         "SHAREHUB_LOG_LEVEL": "WARNING",
     })
     log_path = tmp_root / "live-gateway.log"
