@@ -64,6 +64,10 @@ SHAREHUB_DATA_DIR: {{ .Values.config.dataDir | quote }}
 {{- with .Values.config.publicBaseUrl }}
 SHAREHUB_PUBLIC_BASE_URL: {{ . | quote }}
 {{- end }}
+{{- with .Values.config.webAppUrl }}
+SHAREHUB_WEB_APP_URL: {{ . | quote }}
+{{- end }}
+SHAREHUB_MAIL_FROM: {{ .Values.config.mailFrom | quote }}
 SHAREHUB_TRUST_FORWARDED_FOR: {{ ternary "1" "0" .Values.config.trustForwardedFor | quote }}
 S3_ENDPOINT_URL: {{ required "config.s3EndpointUrl is required" .Values.config.s3EndpointUrl | quote }}
 SHAREHUB_S3_BUCKET: {{ .Values.config.s3Bucket | quote }}
