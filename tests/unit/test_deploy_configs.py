@@ -39,12 +39,14 @@ def load_yaml(path: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return load_yaml(ROOT / "compose.yaml")
+    loaded: dict[str, Any] = load_yaml(ROOT / "compose.yaml")
+    return loaded
 
 
 @pytest.fixture(scope="module")
 def cluster() -> dict[str, Any]:
-    return load_yaml(ROOT / "cluster.yaml")
+    loaded: dict[str, Any] = load_yaml(ROOT / "cluster.yaml")
+    return loaded
 
 
 def listen_port(name: str, service: dict[str, Any]) -> int:
@@ -71,7 +73,7 @@ def test_app_service_urls_point_at_compose_services(compose: dict[str, Any], nam
     assert env == compose["x-sharehub-env"], f"{name} must use the shared x-sharehub-env values"
     for var in URL_VARS:
         url = urlsplit(env[var] if "://" in env[var] else f"tcp://{env[var]}")
-        assert url.hostname in services, f"{name}: {var} host {url.hostname!r} is not a compose service"
+        assert url.hostname is not None and url.hostname in services, f"{name}: {var} host {url.hostname!r}"
         assert url.port == listen_port(url.hostname, services[url.hostname]), f"{name}: {var} port"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import time
 import uuid
 from pathlib import Path
@@ -130,3 +131,25 @@ def test_rotation_without_restart(tmp_path: Path) -> None:
     (tmp_path / f"{first_kid}.pem").unlink()
     assert _code(service, old_token) == "token_unknown_key"
     assert {k["kid"] for k in service.keys.jwks()["keys"]} == {new_kid}
+
+
+def test_the_verified_cache_never_accepts_what_verification_would_refuse(
+    service: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good, _ = service.issue_access(USER, SESSION, frozenset({"user"}), 0)
+    assert service.verify_access(good).user_id == USER  # now cached
+    header, payload, signature = good.split(".")
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["roles"] = ["admin", "user"]
+    assert _code(service, f"{header}.{_b64(orjson.dumps(claims))}.{signature}") == "token_invalid"
+    # Move both clocks (ours and PyJWT's) past the expiry: a cached token expires like any other.
+    later = time.time() + service.access_ttl_secs + 60
+
+    class _Later(datetime.datetime):
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
+            return datetime.datetime.fromtimestamp(later, tz)
+
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _Later)
+    assert _code(service, good) == "token_expired"
