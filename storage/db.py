@@ -53,6 +53,13 @@ async def transaction(pool: asyncpg.Pool, name: str) -> AsyncIterator[asyncpg.Co
         DB_TRANSACTION_SECONDS.labels(name).observe(time.perf_counter() - started)
 
 
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection, typed as the Connection it behaves as."""
+    async with pool.acquire() as conn:
+        yield cast(asyncpg.Connection, conn)
+
+
 def pool_stats(pool: asyncpg.Pool) -> dict[str, Any]:
     size = pool.get_size()
     idle = pool.get_idle_size()

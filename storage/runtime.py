@@ -1,0 +1,81 @@
+"""SQL for the entity runtime: shard leases, processed commands, the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+
+async def take_leases(conn: asyncpg.Connection, shards: list[int], owner: str) -> dict[int, int]:
+    """Become the owner of `shards`, each with a new, higher epoch. Any previous owner is fenced
+    off from that moment: its next write sees a different epoch and is refused."""
+    rows = await conn.fetch(
+        """INSERT INTO shard_leases (logical_shard, owner, epoch)
+           SELECT shard, $2, 1 FROM unnest($1::int[]) AS shard
+           ON CONFLICT (logical_shard) DO UPDATE
+             SET owner = EXCLUDED.owner, epoch = shard_leases.epoch + 1, acquired_at = now()
+           RETURNING logical_shard, epoch""",
+        shards, owner,
+    )
+    return {row["logical_shard"]: row["epoch"] for row in rows}
+
+
+async def check_lease(conn: asyncpg.Connection, shard: int, epoch: int) -> bool:
+    """Inside the write's transaction: is `epoch` still current? FOR SHARE makes a concurrent
+    takeover wait for this transaction, so a write either commits before the takeover or is
+    refused after it."""
+    current = await conn.fetchval(
+        "SELECT epoch FROM shard_leases WHERE logical_shard = $1 FOR SHARE", shard
+    )
+    return bool(current == epoch)
+
+
+async def stored_result(conn: asyncpg.Connection | asyncpg.Pool, command_id: uuid.UUID) -> dict[str, Any] | None:
+    result: dict[str, Any] | None = await conn.fetchval(
+        "SELECT result FROM processed_commands WHERE command_id = $1", command_id
+    )
+    return result
+
+
+async def record_command(
+    conn: asyncpg.Connection, command_id: uuid.UUID, kind: str, entity_id: str, result: dict[str, Any]
+) -> None:
+    await conn.execute(
+        """INSERT INTO processed_commands (command_id, entity_kind, entity_id, result)
+           VALUES ($1, $2, $3, $4)""",
+        command_id, kind, entity_id, result,
+    )
+
+
+async def add_outbox_events(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, str, str, Any]]) -> None:
+    """rows: (event id, subject, kind, entity id, event type, payload)."""
+    if rows:
+        await conn.executemany(
+            """INSERT INTO outbox (id, subject, entity_kind, entity_id, event_type, payload)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            rows,
+        )
+
+
+async def claim_unpublished(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT id, subject, entity_kind, entity_id, event_type, payload, created_at FROM outbox
+           WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    return rows
+
+
+async def mark_published(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> None:
+    await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])", event_ids)
+
+
+async def mark_consumed(conn: asyncpg.Connection, consumer: str, event_id: uuid.UUID) -> bool:
+    """True the first time a consumer sees an event; False on a redelivery."""
+    result = await conn.execute(
+        "INSERT INTO consumed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        consumer, event_id,
+    )
+    return bool(result == "INSERT 0 1")

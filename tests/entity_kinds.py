@@ -1,0 +1,60 @@
+"""A minimal entity kind for testing the runtime itself: a named counter with a ceiling.
+
+Importable by Ray workers (they get the driver's sys.path), registered as "tests.entity_kinds:COUNTER"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from actors.commands import Command
+from actors.entity import Decision, Event, Rejected, VersionConflict
+
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS test_counters (
+    id      text PRIMARY KEY,
+    value   integer NOT NULL,
+    version bigint NOT NULL
+)"""
+
+
+class CounterKind:
+    name = "counter"
+    ceiling = 1_000_000
+
+    async def load(self, conn: asyncpg.Connection, entity_id: str) -> tuple[Any, int] | None:
+        row = await conn.fetchrow("SELECT value, version FROM test_counters WHERE id = $1", entity_id)
+        return (row["value"], row["version"]) if row else None
+
+    def decide(self, state: Any, command: Command) -> Decision:
+        value = state or 0
+        if command.name == "get":
+            return Decision(state=value, reply={"value": value}, changed=False)
+        if command.name == "add":
+            amount = int(command.payload["amount"])
+            if value + amount > self.ceiling:
+                raise Rejected(409, "ceiling_reached", "The counter would pass its ceiling.")
+            new = value + amount
+            return Decision(state=new, reply={"value": new}, events=[Event("added", {"amount": amount, "value": new})])
+        raise Rejected(400, "unknown_command", command.name)
+
+    async def save(self, conn: asyncpg.Connection, entity_id: str, state: Any, expected_version: int) -> None:
+        if expected_version == 0:
+            result = await conn.execute(
+                "INSERT INTO test_counters (id, value, version) VALUES ($1, $2, 1) ON CONFLICT DO NOTHING",
+                entity_id, state,
+            )
+            if result != "INSERT 0 1":
+                raise VersionConflict
+            return
+        result = await conn.execute(
+            "UPDATE test_counters SET value = $2, version = version + 1 WHERE id = $1 AND version = $3",
+            entity_id, state, expected_version,
+        )
+        if result != "UPDATE 1":
+            raise VersionConflict
+
+
+COUNTER = CounterKind()
+KIND_PATHS = ["tests.entity_kinds:COUNTER"]
