@@ -70,7 +70,9 @@ class ShardHost:
 
     async def start(self) -> None:
         async with connection(self.pool) as conn:
-            self.epochs = await store.take_leases(conn, self.shard_map.logical_of(self.physical), self.owner)
+            self.epochs = await store.take_leases(
+                conn, self.shard_map.fleet, self.shard_map.logical_of(self.physical), self.owner
+            )
         log.info("shard %s owns %d logical shards", self.owner, len(self.epochs))
 
     # ------------------------------------------------------------------ commands
@@ -131,7 +133,7 @@ class ShardHost:
         new_version = activation.version + 1
         try:
             async with connection(self.pool) as conn, conn.transaction():
-                if not await store.check_lease(conn, shard, epoch):
+                if not await store.check_lease(conn, self.shard_map.fleet, shard, epoch):
                     raise StaleOwner
                 await store.record_command(conn, command.command_id, command.kind, command.entity_id,
                                            result.as_json())

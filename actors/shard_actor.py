@@ -26,9 +26,9 @@ _PASSIVATE_EVERY_SECS = 60.0
 # Ray's type stubs do not know the actor-only options (max_concurrency).
 @ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=1000, num_cpus=0)  # type: ignore[call-overload]
 class ShardActor:
-    def __init__(self, physical: int, physical_count: int, database_url: str, kind_paths: list[str]) -> None:
+    def __init__(self, physical: int, shard_map: ShardMap, database_url: str, kind_paths: list[str]) -> None:
         self._physical = physical
-        self._shard_map = ShardMap(physical_count)
+        self._shard_map = shard_map
         self._database_url = database_url
         self._kind_paths = kind_paths
         self._host: ShardHost | None = None
@@ -67,4 +67,4 @@ def shard_actor(shard_map: ShardMap, physical: int, database_url: str, kind_path
         namespace=RAY_NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(physical, shard_map.physical_count, database_url, kind_paths)
+    ).remote(physical, shard_map, database_url, kind_paths)

@@ -22,6 +22,9 @@ def logical_shard(kind: str, entity_id: str) -> int:
 @dataclass(frozen=True)
 class ShardMap:
     physical_count: int
+    # The fleet: one set of shard actors and the entity kinds they host. A deployment has one
+    # ("entities"); tests start fleets of their own for test-only kinds.
+    fleet: str = "entities"
 
     def __post_init__(self) -> None:
         if not 1 <= self.physical_count <= LOGICAL_SHARDS:
@@ -34,4 +37,4 @@ class ShardMap:
         return [shard for shard in range(LOGICAL_SHARDS) if shard % self.physical_count == physical]
 
     def actor_name(self, physical: int) -> str:
-        return f"shard-{physical}-of-{self.physical_count}"
+        return f"{self.fleet}-shard-{physical}-of-{self.physical_count}"

@@ -146,11 +146,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             return await handler(request)
         # check_route_policies makes this unreachable; deny rather than serve an undeclared route.
         raise ApiError(500, "internal_error", "Route has no access policy.")
-    if not spec.access.authenticated:
-        return await handler(request)
-    token = _bearer(request)
+    token = _bearer(request) if spec.access.authenticated or spec.access.identify else None
     if token is None:
-        raise unauthorized()
+        if spec.access.authenticated:
+            raise unauthorized()
+        return await handler(request)
     plat = platform(request)
     try:
         claims = plat.tokens.verify_access(token)

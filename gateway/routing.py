@@ -17,10 +17,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Access:
-    """PUBLIC: anyone; AUTHENTICATED: any logged-in user; roles: a user holding one of them."""
+    """PUBLIC: anyone; PUBLIC_IDENTIFIED: anyone, but a sent token is checked and used (what a
+    listing shows depends on who asks); AUTHENTICATED: any logged-in user; roles: one of them."""
 
     authenticated: bool
     roles: frozenset[str] = frozenset()
+    identify: bool = False
 
     def describe(self) -> str:
         if not self.authenticated:
@@ -29,6 +31,7 @@ class Access:
 
 
 PUBLIC = Access(authenticated=False)
+PUBLIC_IDENTIFIED = Access(authenticated=False, identify=True)
 AUTHENTICATED = Access(authenticated=True)
 
 

@@ -12,6 +12,7 @@ import threading
 
 from aiohttp import web
 
+from actors.relay import ensure_stream, run_relay
 from gateway.app import build_app
 from sharehub.config import Settings
 from sharehub.devstack.ray_local import connect_ray
@@ -35,14 +36,18 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        workers = asyncio.create_task(run_background_workers(platform, stopping))
+        workers = [asyncio.create_task(run_background_workers(platform, stopping))]
+        if platform.nats is not None:
+            js = platform.nats.jetstream()
+            await ensure_stream(js)
+            workers.append(asyncio.create_task(run_relay(platform.db, js, stopping)))
         try:
             await stopping.wait()
         finally:
             log.info("gateway stopping")
             _exit_if_stuck()
             await runner.cleanup()
-            await workers
+            await asyncio.gather(*workers)
 
 
 def _exit_if_stuck() -> None:

@@ -7,11 +7,15 @@
 -- and events are written to the outbox in the same transaction, then relayed to NATS JetStream.
 
 CREATE TABLE shard_leases (
-    logical_shard integer PRIMARY KEY CHECK (logical_shard >= 0),
+    -- A fleet is one set of shard actors hosting one set of entity kinds ("entities" in a
+    -- deployment); two fleets never host the same kind, so their leases are independent.
+    fleet         text NOT NULL,
+    logical_shard integer NOT NULL CHECK (logical_shard >= 0),
     -- "<actor name>/<incarnation uuid>": a restarted actor is a new owner with a new epoch.
     owner         text NOT NULL,
     epoch         bigint NOT NULL CHECK (epoch > 0),
-    acquired_at   timestamptz NOT NULL DEFAULT now()
+    acquired_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (fleet, logical_shard)
 );
 
 CREATE TABLE processed_commands (

@@ -68,6 +68,9 @@ class Settings:
     # Requests per minute per client for the whole API (a coarse guard; login has its own limits).
     api_requests_per_minute: int = 1200
 
+    # Physical shard actors hosting entities (2 on a laptop; more on a cluster). Changing it
+    # moves logical shards between actors without moving data.
+    shard_count: int = 2
     db_pool_min: int = 1
     db_pool_max: int = 10
 
@@ -121,4 +124,5 @@ def load_settings() -> Settings:
         password_resets_per_ip_per_hour=_env_int("SHAREHUB_PASSWORD_RESETS_PER_IP", 20),
         api_requests_per_minute=_env_int("SHAREHUB_API_REQUESTS_PER_MINUTE", 1200),
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
+        shard_count=_env_int("SHAREHUB_SHARDS", 2),
     )

@@ -14,6 +14,9 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from redis.asyncio import Redis
 
+from actors.kinds import ENTITY_KINDS
+from actors.router import ShardRouter
+from actors.sharding import ShardMap
 from sharehub.config import Settings
 from sharehub.security.keys import KeyRing
 from sharehub.security.tokens import TokenService
@@ -29,6 +32,8 @@ class Platform:
     redis: Redis
     tokens: TokenService
     nats: NatsClient | None = None
+    # Routes commands to the shard actors; None where no Ray cluster is connected (CLI tools).
+    entities: ShardRouter | None = None
 
 
 def build_token_service(settings: Settings) -> TokenService:
@@ -44,6 +49,15 @@ def build_token_service(settings: Settings) -> TokenService:
         access_ttl_secs=settings.access_token_ttl_secs,
         refresh_ttl_secs=settings.refresh_token_ttl_secs,
     )
+
+
+def _entity_router(settings: Settings) -> ShardRouter | None:
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    assert settings.database_url
+    return ShardRouter(ShardMap(settings.shard_count), database_url=settings.database_url, kind_paths=ENTITY_KINDS)
 
 
 async def _close_nats(client: NatsClient) -> None:
@@ -66,7 +80,8 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         nats_client = await nats.connect(
             settings.nats_url, name="sharehub", max_reconnect_attempts=-1, reconnect_time_wait=0.5
         )
-        yield Platform(settings=settings, db=db, redis=redis, tokens=build_token_service(settings), nats=nats_client)
+        yield Platform(settings=settings, db=db, redis=redis, tokens=build_token_service(settings), nats=nats_client,
+                       entities=_entity_router(settings))
     finally:
         if nats_client is not None:
             await _close_nats(nats_client)

@@ -48,6 +48,21 @@ async def prepare_database(settings: Settings) -> list[dict[str, str]]:
         return await ensure_demo_accounts(platform, settings.data_dir)
 
 
+def start_shard_actors(settings: Settings) -> None:
+    """Create the shard actors up front (each is a process, ~0.5 s to start) rather than on the
+    first request; they are detached, so they live on while gateways come and go."""
+    import ray
+
+    from actors.kinds import ENTITY_KINDS
+    from actors.shard_actor import shard_actor
+    from actors.sharding import ShardMap
+
+    assert settings.database_url
+    shard_map = ShardMap(settings.shard_count)
+    actors = [shard_actor(shard_map, i, settings.database_url, ENTITY_KINDS) for i in range(shard_map.physical_count)]
+    ray.get([actor.stats.remote() for actor in actors], timeout=120)
+
+
 def _gateway_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
     env = dict(os.environ)
     env.update(urls.as_env())
@@ -119,6 +134,7 @@ def run_platform(settings: Settings, *, gateways: int) -> None:
                            redis_url=urls.redis_url, ray_address=urls.ray_address, smtp_url=urls.smtp_url)
         ensure_key(settings.jwt_keys_dir)
         demo = asyncio.run(prepare_database(settings))
+        start_shard_actors(settings)
         pool = GatewayPool(settings, urls, gateways)
         pool.start()
         http_url = f"http://localhost:{settings.http_port}"

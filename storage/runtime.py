@@ -8,26 +8,26 @@ from typing import Any
 import asyncpg
 
 
-async def take_leases(conn: asyncpg.Connection, shards: list[int], owner: str) -> dict[int, int]:
+async def take_leases(conn: asyncpg.Connection, fleet: str, shards: list[int], owner: str) -> dict[int, int]:
     """Become the owner of `shards`, each with a new, higher epoch. Any previous owner is fenced
     off from that moment: its next write sees a different epoch and is refused."""
     rows = await conn.fetch(
-        """INSERT INTO shard_leases (logical_shard, owner, epoch)
-           SELECT shard, $2, 1 FROM unnest($1::int[]) AS shard
-           ON CONFLICT (logical_shard) DO UPDATE
+        """INSERT INTO shard_leases (fleet, logical_shard, owner, epoch)
+           SELECT $1, shard, $3, 1 FROM unnest($2::int[]) AS shard
+           ON CONFLICT (fleet, logical_shard) DO UPDATE
              SET owner = EXCLUDED.owner, epoch = shard_leases.epoch + 1, acquired_at = now()
            RETURNING logical_shard, epoch""",
-        shards, owner,
+        fleet, shards, owner,
     )
     return {row["logical_shard"]: row["epoch"] for row in rows}
 
 
-async def check_lease(conn: asyncpg.Connection, shard: int, epoch: int) -> bool:
+async def check_lease(conn: asyncpg.Connection, fleet: str, shard: int, epoch: int) -> bool:
     """Inside the write's transaction: is `epoch` still current? FOR SHARE makes a concurrent
     takeover wait for this transaction, so a write either commits before the takeover or is
     refused after it."""
     current = await conn.fetchval(
-        "SELECT epoch FROM shard_leases WHERE logical_shard = $1 FOR SHARE", shard
+        "SELECT epoch FROM shard_leases WHERE fleet = $1 AND logical_shard = $2 FOR SHARE", fleet, shard
     )
     return bool(current == epoch)
 

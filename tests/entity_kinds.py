@@ -58,3 +58,6 @@ class CounterKind:
 
 COUNTER = CounterKind()
 KIND_PATHS = ["tests.entity_kinds:COUNTER"]
+# Fleets of their own, so test hosts never fence the platform's "entities" fleet or each other.
+LOCAL_FLEET = "test-counters-local"
+RAY_FLEET = "test-counters-ray"

@@ -20,7 +20,7 @@ from sharehub.devstack.nats import EmbeddedNats
 from sharehub.platform import Platform
 from storage.db import connection
 from storage.runtime import mark_consumed
-from tests.entity_kinds import COUNTER, CREATE_TABLE
+from tests.entity_kinds import COUNTER, CREATE_TABLE, LOCAL_FLEET
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ async def test_events_survive_a_nats_outage_and_are_never_duplicated(
     platform: Platform, own_nats: EmbeddedNats
 ) -> None:
     await platform.db.execute(CREATE_TABLE)
-    host = ShardHost(physical=0, shard_map=ShardMap(1), pool=platform.db, kinds={"counter": COUNTER})
+    host = ShardHost(physical=0, shard_map=ShardMap(1, fleet=LOCAL_FLEET), pool=platform.db, kinds={"counter": COUNTER})
     await host.start()
     nc = await nats.connect(own_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     js = nc.jetstream()

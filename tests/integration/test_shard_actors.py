@@ -18,14 +18,14 @@ from actors.shard_actor import shard_actor
 from actors.sharding import ShardMap
 from sharehub.config import Settings
 from sharehub.platform import Platform
-from tests.entity_kinds import CREATE_TABLE, KIND_PATHS
+from tests.entity_kinds import CREATE_TABLE, KIND_PATHS, RAY_FLEET
 
 
 @pytest.fixture(scope="module")
 async def router(platform: Platform, migrated: Settings) -> AsyncIterator[ShardRouter]:
     assert migrated.database_url
     await platform.db.execute(CREATE_TABLE)
-    shard_map = ShardMap(2)
+    shard_map = ShardMap(2, fleet=RAY_FLEET)
     yield ShardRouter(shard_map, database_url=migrated.database_url, kind_paths=KIND_PATHS)
     for physical in range(shard_map.physical_count):
         ray.kill(shard_actor(shard_map, physical, migrated.database_url, KIND_PATHS), no_restart=True)

@@ -13,15 +13,20 @@ from actors.commands import Command
 from actors.shard import ShardHost
 from actors.sharding import ShardMap, logical_shard
 from sharehub.platform import Platform
-from tests.entity_kinds import COUNTER, CREATE_TABLE
+from tests.entity_kinds import COUNTER, CREATE_TABLE, LOCAL_FLEET
 
 
 @pytest.fixture
 async def host(platform: Platform) -> AsyncIterator[ShardHost]:
     await platform.db.execute(CREATE_TABLE)
-    shard_host = ShardHost(physical=0, shard_map=ShardMap(1), pool=platform.db, kinds={"counter": COUNTER})
+    shard_host = _new_host(platform)
     await shard_host.start()
     yield shard_host
+
+
+def _new_host(platform: Platform) -> ShardHost:
+    return ShardHost(physical=0, shard_map=ShardMap(1, fleet=LOCAL_FLEET), pool=platform.db,
+                     kinds={"counter": COUNTER})
 
 
 def add(entity_id: str, amount: int = 1, command_id: uuid.UUID | None = None) -> Command:
@@ -49,7 +54,7 @@ async def test_a_retried_command_returns_its_first_result_and_applies_once(host:
     again = await host.handle(add(entity, 5, command_id))
     assert first == again and first.reply == {"value": 5}
     # A fresh owner (memory gone, as after a crash) finds the stored result too.
-    fresh = ShardHost(physical=0, shard_map=ShardMap(1), pool=platform.db, kinds={"counter": COUNTER})
+    fresh = _new_host(platform)
     await fresh.start()
     assert await fresh.handle(add(entity, 5, command_id)) == first
     assert (await fresh.handle(Command(uuid.uuid4(), "counter", entity, "get"))).reply == {"value": 6}
@@ -67,7 +72,7 @@ async def test_a_zombie_owner_can_no_longer_write(host: ShardHost, platform: Pla
     entity = uuid.uuid4().hex
     assert (await host.handle(add(entity, 1))).ok
     # A second owner takes the same shards (as a restarted actor would): new epochs.
-    successor = ShardHost(physical=0, shard_map=ShardMap(1), pool=platform.db, kinds={"counter": COUNTER})
+    successor = _new_host(platform)
     await successor.start()
     shard = logical_shard("counter", entity)
     assert successor.epochs[shard] > host.epochs[shard]
@@ -83,7 +88,7 @@ async def test_a_zombie_owner_can_no_longer_write(host: ShardHost, platform: Pla
 async def test_takeover_waits_for_an_inflight_write(host: ShardHost, platform: Platform) -> None:
     """Fencing is linearizable: a write racing a takeover either commits first or is refused."""
     entity = uuid.uuid4().hex
-    successor = ShardHost(physical=0, shard_map=ShardMap(1), pool=platform.db, kinds={"counter": COUNTER})
+    successor = _new_host(platform)
     writes = [host.handle(add(entity, 1)) for _ in range(20)]
     results, _ = await asyncio.gather(asyncio.gather(*writes), successor.start())
     committed = sum(r.ok for r in results)

@@ -21,6 +21,7 @@ def test_the_hash_is_stable_and_spreads_entities() -> None:
 def test_physical_shards_partition_the_logical_ones() -> None:
     for count in (1, 2, 3, 8):
         shard_map = ShardMap(count)
+        assert shard_map.actor_name(0) == f"entities-shard-0-of-{count}"
         owned = [shard_map.logical_of(p) for p in range(count)]
         assert sorted(s for group in owned for s in group) == list(range(LOGICAL_SHARDS))
         assert all(shard_map.physical_for(s) == p for p, group in enumerate(owned) for s in group)

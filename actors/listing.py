@@ -1,0 +1,252 @@
+"""The listing entity: its state, its lifecycle and who may move it.
+
+    draft -> pending_review -> published <-> paused -> archived
+                  |  ^
+                  v  |  (moderators approve or reject with a reason; the owner edits and resubmits)
+               rejected
+
+Editing the title, description or photos of a published (or paused) listing does not take the
+public version down: the edit waits in `pending_revision` for a moderator, who applies or
+rejects it. The first approval makes the author an `owner` (in the same transaction)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+
+from actors.commands import Command
+from actors.entity import Decision, Event, Rejected, VersionConflict
+from storage import listings as listing_store
+
+KIND = "listing"
+CONTENT_FIELDS = ("title", "description", "photos")
+EDITABLE_FIELDS = (
+    "title", "description", "photos", "category_id", "attributes", "city", "lat", "lon", "rental_unit",
+    "price_per_unit", "discounts", "price_overrides", "deposit", "quantity", "min_units", "max_units",
+    "min_notice_hours", "buffer_hours", "instant_book", "cancellation_policy",
+)
+_OWNER_STATES_EDITABLE = frozenset({"draft", "pending_review", "rejected", "published", "paused"})
+
+
+@dataclass(frozen=True)
+class Listing:
+    id: str
+    owner_id: str
+    status: str
+    title: str
+    description: str
+    category_id: str
+    city: str
+    lat: float
+    lon: float
+    rental_unit: str
+    price_per_unit: int
+    cancellation_policy: str
+    photos: tuple[str, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+    discounts: tuple[dict[str, int], ...] = ()
+    price_overrides: tuple[dict[str, Any], ...] = ()
+    deposit: int = 0
+    quantity: int = 1
+    min_units: int = 1
+    max_units: int | None = None
+    min_notice_hours: int = 0
+    buffer_hours: int = 0
+    instant_book: bool = False
+    blocked_periods: tuple[dict[str, str], ...] = ()
+    pending_revision: dict[str, Any] | None = None
+    rejection_reason: str | None = None
+    published_at: str | None = None
+    # Set by the decision that publishes for the first time; `save` then grants the owner role.
+    first_publication: bool = False
+
+    def public_content(self) -> dict[str, Any]:
+        return {"title": self.title, "description": self.description, "photos": list(self.photos)}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _is_moderator(command: Command) -> bool:
+    return bool({"moderator", "admin"} & command.actor_roles)
+
+
+def _require_owner(listing: Listing, command: Command) -> None:
+    if command.actor_id != listing.owner_id:
+        if _is_moderator(command):
+            raise Rejected(403, "forbidden", "Only the listing's owner may do this.")
+        raise Rejected(404, "not_found", "No such listing.")
+
+
+def _require_status(listing: Listing, allowed: set[str], action: str) -> None:
+    if listing.status not in allowed:
+        raise Rejected(409, "invalid_transition", f"A {listing.status} listing cannot be {action}.")
+
+
+def _validated(fields: dict[str, Any]) -> dict[str, Any]:
+    """Cross-field rules the request schema cannot express."""
+    min_units, max_units = fields.get("min_units", 1), fields.get("max_units")
+    if max_units is not None and max_units < min_units:
+        raise Rejected(422, "validation_failed", "max_units must be at least min_units.")
+    return {
+        **fields,
+        "photos": tuple(fields.get("photos", ())),
+        "discounts": tuple(sorted(fields.get("discounts", ()), key=lambda d: d["min_units"])),
+        "price_overrides": tuple(fields.get("price_overrides", ())),
+    }
+
+
+class ListingKind:
+    name = KIND
+
+    def decide(self, state: Listing | None, command: Command) -> Decision:
+        handler = getattr(self, f"_do_{command.name}", None)
+        if handler is None:
+            raise Rejected(400, "unknown_command", f"Listings do not understand {command.name!r}.")
+        if command.name == "create":
+            if state is not None:
+                raise Rejected(409, "already_exists", "This listing already exists.")
+            return self._do_create(command)
+        if state is None:
+            raise Rejected(404, "not_found", "No such listing.")
+        if state.first_publication:  # already granted when that decision was saved
+            state = dataclasses.replace(state, first_publication=False)
+        decision: Decision = handler(state, command)
+        return decision
+
+    # ------------------------------------------------------------------ owner commands
+
+    def _do_create(self, command: Command) -> Decision:
+        assert command.actor_id
+        fields = _validated(command.payload)
+        listing = Listing(id=command.entity_id, owner_id=command.actor_id, status="draft", **fields)
+        return Decision(state=listing, events=[Event("created", {"owner_id": listing.owner_id})],
+                        reply={"status": "draft"})
+
+    def _do_update(self, state: Listing, command: Command) -> Decision:
+        _require_owner(state, command)
+        _require_status(state, set(_OWNER_STATES_EDITABLE), "edited")
+        changes = dict(command.payload)
+        if not changes:
+            return Decision(state=state, changed=False, reply={"status": state.status})
+        merged = {f.name: getattr(state, f.name) for f in dataclasses.fields(Listing) if f.name in EDITABLE_FIELDS}
+        if state.status in ("published", "paused"):
+            content = {k: changes.pop(k) for k in CONTENT_FIELDS if k in changes}
+            revision = {**(state.pending_revision or {}), **content} if content else state.pending_revision
+            fields = _validated({**merged, **changes})
+            new = dataclasses.replace(state, **fields, pending_revision=revision,
+                                      rejection_reason=None if content else state.rejection_reason)
+            events = [Event("updated", {"fields": sorted(changes)})] if changes else []
+            if content:
+                events.append(Event("revision_submitted", {"fields": sorted(content)}))
+            return Decision(state=new, events=events, reply={"status": new.status,
+                                                             "pending_review": bool(content)})
+        fields = _validated({**merged, **changes})
+        new = dataclasses.replace(state, **fields)
+        return Decision(state=new, events=[Event("updated", {"fields": sorted(changes)})],
+                        reply={"status": new.status})
+
+    def _do_submit(self, state: Listing, command: Command) -> Decision:
+        _require_owner(state, command)
+        _require_status(state, {"draft", "rejected"}, "submitted")
+        new = dataclasses.replace(state, status="pending_review", rejection_reason=None)
+        return Decision(state=new, events=[Event("submitted", {})], reply={"status": new.status})
+
+    def _do_pause(self, state: Listing, command: Command) -> Decision:
+        _require_owner(state, command)
+        _require_status(state, {"published"}, "paused")
+        new = dataclasses.replace(state, status="paused")
+        return Decision(state=new, events=[Event("paused", {})], reply={"status": new.status})
+
+    def _do_resume(self, state: Listing, command: Command) -> Decision:
+        _require_owner(state, command)
+        _require_status(state, {"paused"}, "resumed")
+        new = dataclasses.replace(state, status="published")
+        return Decision(state=new, events=[Event("resumed", {})], reply={"status": new.status})
+
+    def _do_archive(self, state: Listing, command: Command) -> Decision:
+        if not _is_moderator(command):
+            _require_owner(state, command)
+        _require_status(state, {"draft", "pending_review", "rejected", "published", "paused"}, "archived")
+        new = dataclasses.replace(state, status="archived", pending_revision=None)
+        return Decision(state=new, events=[Event("archived", {})], reply={"status": new.status})
+
+    def _do_set_blocked_periods(self, state: Listing, command: Command) -> Decision:
+        _require_owner(state, command)
+        _require_status(state, set(_OWNER_STATES_EDITABLE), "changed")
+        periods = tuple(sorted(command.payload["periods"], key=lambda p: p["start"]))
+        for period in periods:
+            if date.fromisoformat(period["end"]) < date.fromisoformat(period["start"]):
+                raise Rejected(422, "validation_failed", "A blocked period ends before it starts.")
+        new = dataclasses.replace(state, blocked_periods=periods)
+        return Decision(state=new, events=[Event("availability_changed", {"blocked_periods": list(periods)})],
+                        reply={"blocked_periods": list(periods)})
+
+    # ------------------------------------------------------------------ moderation
+
+    def _do_approve(self, state: Listing, command: Command) -> Decision:
+        if not _is_moderator(command):
+            raise Rejected(403, "forbidden", "Only moderators approve listings.")
+        if state.status == "pending_review":
+            first = state.published_at is None
+            new = dataclasses.replace(state, status="published", rejection_reason=None,
+                                      published_at=state.published_at or _now(), first_publication=first)
+            return Decision(state=new, events=[Event("published", {"first": first})], reply={"status": "published"})
+        if state.pending_revision is not None:
+            content = dict(state.pending_revision)
+            if "photos" in content:
+                content["photos"] = tuple(content["photos"])
+            new = dataclasses.replace(state, **content, pending_revision=None, rejection_reason=None)
+            return Decision(state=new, events=[Event("revision_approved", {})], reply={"status": new.status})
+        raise Rejected(409, "invalid_transition", "Nothing of this listing is waiting for review.")
+
+    def _do_reject(self, state: Listing, command: Command) -> Decision:
+        if not _is_moderator(command):
+            raise Rejected(403, "forbidden", "Only moderators reject listings.")
+        reason = str(command.payload["reason"])
+        if state.status == "pending_review":
+            new = dataclasses.replace(state, status="rejected", rejection_reason=reason)
+            return Decision(state=new, events=[Event("rejected", {"reason": reason})], reply={"status": "rejected"})
+        if state.pending_revision is not None:
+            new = dataclasses.replace(state, pending_revision=None, rejection_reason=reason)
+            return Decision(state=new, events=[Event("revision_rejected", {"reason": reason})],
+                            reply={"status": new.status})
+        raise Rejected(409, "invalid_transition", "Nothing of this listing is waiting for review.")
+
+    # ------------------------------------------------------------------ storage
+
+    async def load(self, conn: asyncpg.Connection, entity_id: str) -> tuple[Listing, int] | None:
+        row = await listing_store.load_row(conn, uuid.UUID(entity_id))
+        if row is None:
+            return None
+        version = row.pop("version")
+        row["id"] = str(row["id"])
+        row["owner_id"] = str(row["owner_id"])
+        row["photos"] = tuple(str(p) for p in row["photos"])
+        row["discounts"] = tuple(row["discounts"])
+        row["price_overrides"] = tuple(row["price_overrides"])
+        row["blocked_periods"] = tuple(row["blocked_periods"])
+        row["published_at"] = row["published_at"].isoformat() if row["published_at"] else None
+        return Listing(**row), version
+
+    async def save(self, conn: asyncpg.Connection, entity_id: str, state: Listing, expected_version: int) -> None:
+        row = {name: getattr(state, name) for name in listing_store.ENTITY_COLUMNS}
+        row["id"], row["owner_id"] = uuid.UUID(state.id), uuid.UUID(state.owner_id)
+        row["photos"] = [uuid.UUID(p) for p in state.photos]
+        row["discounts"], row["price_overrides"] = list(state.discounts), list(state.price_overrides)
+        row["blocked_periods"] = list(state.blocked_periods)
+        row["published_at"] = datetime.fromisoformat(state.published_at) if state.published_at else None
+        if not await listing_store.write_row(conn, row, expected_version):
+            raise VersionConflict
+        if state.first_publication:
+            # Same transaction as the approval: the author is an owner exactly when it is published.
+            await listing_store.grant_owner_role(conn, row["owner_id"])
+
+
+LISTING = ListingKind()
