@@ -92,14 +92,20 @@ async def _user_create(args: argparse.Namespace, settings: Settings) -> int:
 async def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from sharehub.demo import ensure_demo_accounts
     from sharehub.platform import open_platform
+    from sharehub.seed.generate import SEED_PASSWORD, seed_database
     from storage.migrate import migrate
 
     async with _database(settings) as ready, open_platform(ready) as platform:
         assert ready.database_url
         await migrate(ready.database_url, ready.migrations_dir)
         demo = await ensure_demo_accounts(platform, ready.data_dir)
+        report = await seed_database(platform.db, users=args.users, listings=args.listings, seed=args.seed)
     for account in demo:
         print(f"{account['email']}  {account['password']}  ({account['roles']})")
+    if report.skipped:
+        print(f"seed {args.seed} was loaded before; nothing added")
+    else:
+        print(f"added {report.users} users (password: {SEED_PASSWORD}) and {report.listings} listings")
     return 0
 
 
@@ -139,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--display-name")
     create.add_argument("--role", action="append", choices=["user", "owner", "moderator", "admin"])
 
-    sub.add_parser("seed", help="create demo data (demo admin and moderator accounts)")
+    seed = sub.add_parser("seed", help="demo data: admin and moderator accounts, users, listings")
+    seed.add_argument("--users", type=int, default=200)
+    seed.add_argument("--listings", type=int, default=2000)
+    seed.add_argument("--seed", type=int, default=1, help="same seed, same data")
 
     keys = sub.add_parser("keys", help="JWT signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

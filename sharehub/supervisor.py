@@ -25,10 +25,13 @@ from sharehub.devstack.reaper import start_reaper
 from sharehub.platform import open_platform
 from sharehub.runstate import clear_run_state, write_run_state
 from sharehub.security.keys import ensure_key
+from sharehub.seed.generate import SEED_PASSWORD, seed_database
 from storage.migrate import migrate
 
 log = logging.getLogger("sharehub.run")
 _RESTART_BACKOFF_SECS = 2.0
+_DEMO_USERS = 200
+_DEMO_LISTINGS = 2000
 
 
 class _Stop(Exception):
@@ -45,7 +48,11 @@ async def prepare_database(settings: Settings) -> list[dict[str, str]]:
     for migration in applied:
         print(f"  migrated {migration.version:04d}_{migration.name}")
     async with open_platform(settings) as platform:
-        return await ensure_demo_accounts(platform, settings.data_dir)
+        demo = await ensure_demo_accounts(platform, settings.data_dir)
+        report = await seed_database(platform.db, users=_DEMO_USERS, listings=_DEMO_LISTINGS, seed=1)
+        if not report.skipped:
+            print(f"  demo data: {report.users} users (password: {SEED_PASSWORD}), {report.listings} listings")
+        return demo
 
 
 def start_shard_actors(settings: Settings) -> None:
