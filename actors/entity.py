@@ -3,14 +3,16 @@
 The runtime owns concurrency, fencing, idempotency and the outbox; a kind owns its state, its
 rules and its table:
 - `load`: the current state and version from Postgres (None if the entity does not exist);
-- `decide`: a pure function from (state, command) to a `Decision` - new state, events, reply -
-  or a `Rejected` with a status and code;
+- `decide`: a pure function from (state, command) to a `Decision` - new state, events, reply,
+  timers to set or cancel - or a `Rejected` with a status and code. A timer fires as the command
+  `timer:<name>` (payload from the timer) on the same entity;
 - `save`: write the new state if the row still has `expected_version` (0 = insert)."""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -27,12 +29,27 @@ class Event:
 
 
 @dataclass(frozen=True)
+class SetTimer:
+    """Fire command `timer:<name>` on this entity at `fire_at` (replaces a timer of that name)."""
+
+    name: str
+    fire_at: datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True)
 class Decision:
     state: Any
     events: list[Event] = field(default_factory=list)
     reply: dict[str, Any] = field(default_factory=dict)
     # Read-only commands (queries) change nothing and store nothing.
     changed: bool = True
+    timers: list[SetTimer | CancelTimer] = field(default_factory=list)
 
 
 class Rejected(Exception):

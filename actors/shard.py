@@ -24,12 +24,23 @@ from typing import Any
 import asyncpg
 
 from actors.commands import Command, Result
-from actors.entity import EntityKind, Rejected, VersionConflict
+from actors.entity import Decision, EntityKind, Rejected, SetTimer, VersionConflict
 from actors.sharding import ShardMap, logical_shard
 from storage import runtime as store
 from storage.db import connection
 
 log = logging.getLogger(__name__)
+
+
+TIMER_PREFIX = "timer:"
+
+
+def _is_timer(command: Command) -> bool:
+    return command.name.startswith(TIMER_PREFIX) and "system" in command.actor_roles
+
+
+def _timer_name(command: Command) -> str:
+    return command.name.removeprefix(TIMER_PREFIX)
 
 
 class StaleOwner(Exception):
@@ -82,13 +93,22 @@ class ShardHost:
         # run in the order they were batched; different entities run concurrently.
         return list(await asyncio.gather(*(self.handle(command) for command in commands)))
 
-    async def handle(self, command: Command) -> Result:
-        kind = self.kinds.get(command.kind)
-        if kind is None:
+    def _refusal(self, command: Command) -> Result | None:
+        """Why this host will not even try the command, if it will not."""
+        if command.kind not in self.kinds:
             return Result.error(400, "unknown_entity_kind", f"No entity kind {command.kind!r}.")
-        shard = logical_shard(command.kind, command.entity_id)
-        if shard not in self.epochs:
+        if command.name.startswith(TIMER_PREFIX) and not _is_timer(command):
+            return Result.error(403, "forbidden", "Timers fire only from the runtime.")
+        if logical_shard(command.kind, command.entity_id) not in self.epochs:
             return Result.error(503, "shard_moved", "This shard is owned elsewhere; retry.", retryable=True)
+        return None
+
+    async def handle(self, command: Command) -> Result:
+        refusal = self._refusal(command)
+        if refusal is not None:
+            return refusal
+        kind = self.kinds[command.kind]
+        shard = logical_shard(command.kind, command.entity_id)
         key = (command.kind, command.entity_id)
         activation = self._activation(key)
         async with activation.lock:
@@ -126,8 +146,12 @@ class ShardHost:
             stored = await store.stored_result(self.pool, command.command_id)
             if stored is not None:
                 return Result.from_json(stored)
+            if _is_timer(command):  # a timer the entity no longer cares about: spend it
+                await self._consume_timer(shard, epoch, command)
             return Result.error(rejected.status, rejected.code, rejected.detail)
         if not decision.changed:
+            if _is_timer(command):
+                await self._consume_timer(shard, epoch, command)
             return Result(ok=True, reply=decision.reply)
         result = Result(ok=True, reply=decision.reply)
         new_version = activation.version + 1
@@ -139,6 +163,7 @@ class ShardHost:
                                            result.as_json())
                 await kind.save(conn, command.entity_id, decision.state, activation.version)
                 await store.add_outbox_events(conn, self._outbox_rows(command, decision.events, new_version))
+                await self._write_timers(conn, shard, command, decision)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "processed_commands_pkey":
                 raise
@@ -147,6 +172,36 @@ class ShardHost:
             return Result.from_json(stored)
         activation.state, activation.version = decision.state, new_version
         return result
+
+    async def _write_timers(self, conn: asyncpg.Connection, shard: int, command: Command, decision: Decision) -> None:
+        if _is_timer(command):
+            await store.consume_timer(conn, command.kind, command.entity_id, _timer_name(command), command.command_id)
+        for change in decision.timers:
+            if isinstance(change, SetTimer):
+                await store.set_timer(conn, fleet=self.shard_map.fleet, shard=shard, kind=command.kind,
+                                      entity_id=command.entity_id, name=change.name, fire_at=change.fire_at,
+                                      payload=change.payload)
+            else:
+                await store.cancel_timer(conn, command.kind, command.entity_id, change.name)
+
+    async def _consume_timer(self, shard: int, epoch: int, command: Command) -> None:
+        async with connection(self.pool) as conn, conn.transaction():
+            if not await store.check_lease(conn, self.shard_map.fleet, shard, epoch):
+                raise StaleOwner
+            await store.consume_timer(conn, command.kind, command.entity_id, _timer_name(command), command.command_id)
+
+    async def fire_due_timers(self, limit: int = 100) -> int:
+        """Fire the due timers of the entities this host owns, as commands; returns how many."""
+        if not self.epochs:
+            return 0
+        rows = await store.due_timers(self.pool, self.shard_map.fleet, list(self.epochs), limit)
+        commands = [
+            Command(command_id=row["command_id"], kind=row["entity_kind"], entity_id=row["entity_id"],
+                    name=f"{TIMER_PREFIX}{row['name']}", payload=row["payload"], actor_roles=frozenset({"system"}))
+            for row in rows
+        ]
+        await self.handle_batch(commands)
+        return len(commands)
 
     @staticmethod
     def _outbox_rows(command: Command, events: list[Any], version: int) -> list[tuple[Any, ...]]:

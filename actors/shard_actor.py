@@ -8,6 +8,7 @@ router resends with the same command ids, which makes a retry effectively-once."
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -21,6 +22,8 @@ from sharehub.devstack.ray_local import RAY_NAMESPACE
 from storage.db import create_pool
 
 _PASSIVATE_EVERY_SECS = 60.0
+_TIMER_POLL_SECS = 0.5
+log = logging.getLogger(__name__)
 
 
 # Ray's type stubs do not know the actor-only options (max_concurrency).
@@ -33,6 +36,7 @@ class ShardActor:
         self._kind_paths = kind_paths
         self._host: ShardHost | None = None
         self._starting = asyncio.Lock()
+        self._background: list[asyncio.Task[None]] = []
 
     async def _ensure_started(self) -> ShardHost:
         if self._host is None:
@@ -42,7 +46,9 @@ class ShardActor:
                     host = ShardHost(physical=self._physical, shard_map=self._shard_map, pool=pool,
                                      kinds=load_kinds(self._kind_paths))
                     await host.start()
-                    asyncio.get_running_loop().create_task(self._passivate_forever(host))
+                    loop = asyncio.get_running_loop()
+                    self._background = [loop.create_task(self._passivate_forever(host)),
+                                        loop.create_task(self._fire_timers_forever(host))]
                     self._host = host
         return self._host
 
@@ -50,6 +56,16 @@ class ShardActor:
         while True:
             await asyncio.sleep(_PASSIVATE_EVERY_SECS)
             host.passivate_idle()
+
+    async def _fire_timers_forever(self, host: ShardHost) -> None:
+        while True:
+            try:
+                fired = await host.fire_due_timers()
+            except Exception:
+                log.warning("firing timers failed; retrying", exc_info=True)
+                fired = 0
+            if fired == 0:
+                await asyncio.sleep(_TIMER_POLL_SECS)
 
     async def handle_batch(self, commands: list[Command]) -> list[Result]:
         host = await self._ensure_started()

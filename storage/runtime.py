@@ -79,3 +79,44 @@ async def mark_consumed(conn: asyncpg.Connection, consumer: str, event_id: uuid.
         consumer, event_id,
     )
     return bool(result == "INSERT 0 1")
+
+
+async def set_timer(
+    conn: asyncpg.Connection, *, fleet: str, shard: int, kind: str, entity_id: str, name: str,
+    fire_at: Any, payload: dict[str, Any],
+) -> None:
+    await conn.execute(
+        """INSERT INTO entity_timers (fleet, logical_shard, entity_kind, entity_id, name, fire_at, command_id, payload)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (entity_kind, entity_id, name) DO UPDATE
+             SET fire_at = EXCLUDED.fire_at, command_id = EXCLUDED.command_id, payload = EXCLUDED.payload,
+                 fleet = EXCLUDED.fleet, logical_shard = EXCLUDED.logical_shard""",
+        fleet, shard, kind, entity_id, name, fire_at, uuid.uuid4(), payload,
+    )
+
+
+async def cancel_timer(conn: asyncpg.Connection, kind: str, entity_id: str, name: str) -> None:
+    await conn.execute(
+        "DELETE FROM entity_timers WHERE entity_kind = $1 AND entity_id = $2 AND name = $3", kind, entity_id, name
+    )
+
+
+async def consume_timer(conn: asyncpg.Connection, kind: str, entity_id: str, name: str, command_id: uuid.UUID) -> None:
+    """Remove a timer that has fired, unless it was re-set meanwhile (then it has a new command id)."""
+    await conn.execute(
+        """DELETE FROM entity_timers
+           WHERE entity_kind = $1 AND entity_id = $2 AND name = $3 AND command_id = $4""",
+        kind, entity_id, name, command_id,
+    )
+
+
+async def due_timers(
+    conn: asyncpg.Connection | asyncpg.Pool, fleet: str, shards: list[int], limit: int
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT entity_kind, entity_id, name, command_id, payload FROM entity_timers
+           WHERE fleet = $1 AND logical_shard = ANY($2::int[]) AND fire_at <= now()
+           ORDER BY fire_at LIMIT $3""",
+        fleet, shards, limit,
+    )
+    return rows

@@ -4,12 +4,13 @@ Importable by Ray workers (they get the driver's sys.path), registered as "tests
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from actors.commands import Command
-from actors.entity import Decision, Event, Rejected, VersionConflict
+from actors.entity import CancelTimer, Decision, Event, Rejected, SetTimer, VersionConflict
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS test_counters (
@@ -37,6 +38,15 @@ class CounterKind:
                 raise Rejected(409, "ceiling_reached", "The counter would pass its ceiling.")
             new = value + amount
             return Decision(state=new, reply={"value": new}, events=[Event("added", {"amount": amount, "value": new})])
+        if command.name == "add_later":
+            fire_at = datetime.fromisoformat(command.payload["at"])
+            timer = SetTimer("pending_add", fire_at, {"amount": int(command.payload["amount"])})
+            return Decision(state=value, timers=[timer], reply={"value": value})
+        if command.name == "cancel_later":
+            return Decision(state=value, timers=[CancelTimer("pending_add")], reply={"value": value})
+        if command.name == "timer:pending_add":
+            new = value + int(command.payload["amount"])
+            return Decision(state=new, reply={"value": new}, events=[Event("added", {"amount": 0, "value": new})])
         raise Rejected(400, "unknown_command", command.name)
 
     async def save(self, conn: asyncpg.Connection, entity_id: str, state: Any, expected_version: int) -> None:
