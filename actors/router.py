@@ -89,6 +89,10 @@ class ShardRouter:
             log.warning("shard %d unavailable: %s", physical, type(exc).__name__)
             self._actors.pop(physical, None)
             results = [Result.error(503, "shard_unavailable", "Shard restarting; retry.", retryable=True)] * len(batch)
+        except Exception:
+            # Never leave a caller waiting: an unexpected failure of the call answers the batch.
+            log.exception("shard %d failed a batch", physical)
+            results = [Result.error(500, "internal_error", "The command could not be applied.")] * len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

@@ -13,6 +13,7 @@ it held for that shard; a retried command id finds its first result at step 3.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -41,6 +42,10 @@ def _is_timer(command: Command) -> bool:
 
 def _timer_name(command: Command) -> str:
     return command.name.removeprefix(TIMER_PREFIX)
+
+
+class _GroupFallback(Exception):
+    """The wave cannot commit as one group; its commands go one by one."""
 
 
 class StaleOwner(Exception):
@@ -89,9 +94,96 @@ class ShardHost:
     # ------------------------------------------------------------------ commands
 
     async def handle_batch(self, commands: list[Command]) -> list[Result]:
-        # Tasks start in list order and each entity's lock is FIFO, so commands for one entity
-        # run in the order they were batched; different entities run concurrently.
-        return list(await asyncio.gather(*(self.handle(command) for command in commands)))
+        """Group commit: the batch runs in waves - the 1st command of every entity, then the 2nd...
+        (so each entity's commands keep their order) - and each wave's changes commit together in
+        one transaction: one lease check, one insert of command ids, one of events, one commit."""
+        results: list[Result | None] = [None] * len(commands)
+        queues: dict[tuple[str, str], list[int]] = {}
+        for index, command in enumerate(commands):
+            refusal = self._refusal(command)
+            if refusal is not None:
+                results[index] = refusal
+            else:
+                queues.setdefault((command.kind, command.entity_id), []).append(index)
+        depth = max((len(queue) for queue in queues.values()), default=0)
+        for level in range(depth):
+            wave = [queue[level] for queue in queues.values() if len(queue) > level]
+            for index, result in zip(wave, await self._run_wave([commands[i] for i in wave]), strict=True):
+                results[index] = result
+        return [r if r is not None else Result.error(500, "internal_error", "No result.") for r in results]
+
+    async def _run_wave(self, commands: list[Command]) -> list[Result]:
+        """Commands for distinct entities: lock them all (in key order, so two waves never
+        deadlock), commit them together, or one by one if the group cannot commit as a whole."""
+        activations = {(c.kind, c.entity_id): self._activation((c.kind, c.entity_id)) for c in commands}
+        async with contextlib.AsyncExitStack() as held:
+            for key in sorted(activations):
+                await held.enter_async_context(activations[key].lock)
+                activations[key].last_used = time.monotonic()
+            try:
+                grouped = await self._commit_group(commands, activations)
+            except _GroupFallback:
+                grouped = {}
+            results = [
+                grouped[index] if index in grouped
+                else await self._guarded_apply(command, activations[(command.kind, command.entity_id)])
+                for index, command in enumerate(commands)
+            ]
+        self._evict_over_capacity()  # after the locks are released, or nothing could go
+        return results
+
+    async def _commit_group(
+        self, commands: list[Command], activations: dict[tuple[str, str], Activation]
+    ) -> dict[int, Result]:
+        """Commit every plain state change of the wave in one transaction; returns their results.
+        Anything else (rejections, queries, timers, a lost shard) is left to the one-by-one path."""
+        group: list[tuple[int, Command, EntityKind, int, Activation, Decision]] = []
+        for index, command in enumerate(commands):
+            shard = logical_shard(command.kind, command.entity_id)
+            if shard not in self.epochs or _is_timer(command):
+                continue
+            kind, activation = self.kinds[command.kind], activations[(command.kind, command.entity_id)]
+            await self._activate(kind, activation, command.entity_id)
+            try:
+                decision = kind.decide(activation.state, command)
+            except Rejected:
+                continue
+            if decision.changed:
+                group.append((index, command, kind, shard, activation, decision))
+        if len(group) < 2:
+            return {}  # nothing to share a transaction with
+        results = {index: Result(ok=True, reply=decision.reply) for index, _, _, _, _, decision in group}
+        try:
+            async with connection(self.pool) as conn, conn.transaction():
+                if await store.any_processed(conn, [command.command_id for _, command, *_ in group]):
+                    raise _GroupFallback  # a retry in the wave: the one-by-one path answers it
+                shards = sorted({shard for _, _, _, shard, _, _ in group})
+                if not await store.check_leases(conn, self.shard_map.fleet, {s: self.epochs[s] for s in shards}):
+                    raise _GroupFallback
+                await store.record_commands(conn, [
+                    (command.command_id, command.kind, command.entity_id, results[index].as_json())
+                    for index, command, *_ in group
+                ])
+                events = []
+                for _, command, kind, shard, activation, decision in group:
+                    await kind.save(conn, command.entity_id, decision.state, activation.version)
+                    events += self._outbox_rows(command, decision.events, activation.version + 1)
+                    await self._write_timers(conn, shard, command, decision)
+                await store.add_outbox_events(conn, events)
+        except Exception as exc:
+            # Whatever stops the group (a retry, a lost shard, one bad value) is sorted out by
+            # running the wave one command at a time, where each failure stays with its command.
+            raise _GroupFallback from exc
+        for _, _, _, _, activation, decision in group:
+            activation.state, activation.version = decision.state, activation.version + 1
+        return results
+
+    async def _activate(self, kind: EntityKind, activation: Activation, entity_id: str) -> None:
+        if not activation.loaded:
+            async with connection(self.pool) as conn:
+                loaded = await kind.load(conn, entity_id)
+            activation.state, activation.version = loaded if loaded is not None else (None, 0)
+            activation.loaded = True
 
     def _refusal(self, command: Command) -> Result | None:
         """Why this host will not even try the command, if it will not."""
@@ -107,37 +199,44 @@ class ShardHost:
         refusal = self._refusal(command)
         if refusal is not None:
             return refusal
-        kind = self.kinds[command.kind]
-        shard = logical_shard(command.kind, command.entity_id)
-        key = (command.kind, command.entity_id)
-        activation = self._activation(key)
+        activation = self._activation((command.kind, command.entity_id))
         async with activation.lock:
             activation.last_used = time.monotonic()
             try:
-                return await self._apply(kind, shard, activation, command)
-            except StaleOwner:
-                self._drop_shard(shard)
-                return Result.error(503, "shard_moved", "This shard has a newer owner; retry.", retryable=True)
-            except VersionConflict:
-                self._live.pop(key, None)
-                return Result.error(409, "concurrent_update", "The entity changed concurrently; retry.",
-                                    retryable=True)
-            except (asyncpg.PostgresConnectionError, OSError, TimeoutError):
-                self._live.pop(key, None)
-                log.warning("database unavailable while handling %s", command.name, exc_info=True)
-                return Result.error(503, "storage_unavailable", "Storage is unavailable; retry.", retryable=True)
+                return await self._guarded_apply(command, activation)
             finally:
                 self._evict_over_capacity()
+
+    async def _guarded_apply(self, command: Command, activation: Activation) -> Result:
+        """One command, its entity's lock held by the caller; failures become retryable results."""
+        kind = self.kinds[command.kind]
+        shard = logical_shard(command.kind, command.entity_id)
+        key = (command.kind, command.entity_id)
+        try:
+            return await self._apply(kind, shard, activation, command)
+        except StaleOwner:
+            self._drop_shard(shard)
+            return Result.error(503, "shard_moved", "This shard has a newer owner; retry.", retryable=True)
+        except VersionConflict:
+            self._live.pop(key, None)
+            return Result.error(409, "concurrent_update", "The entity changed concurrently; retry.",
+                                retryable=True)
+        except (asyncpg.PostgresConnectionError, OSError, TimeoutError):
+            self._live.pop(key, None)
+            log.warning("database unavailable while handling %s", command.name, exc_info=True)
+            return Result.error(503, "storage_unavailable", "Storage is unavailable; retry.", retryable=True)
+        except Exception:
+            # A bug or a value the database refuses: this command fails alone, visibly, and is not
+            # retried; the entity reloads from Postgres on its next command.
+            self._live.pop(key, None)
+            log.exception("command %s on %s %s failed", command.name, command.kind, command.entity_id)
+            return Result.error(500, "internal_error", "The command could not be applied.")
 
     async def _apply(self, kind: EntityKind, shard: int, activation: Activation, command: Command) -> Result:
         epoch = self.epochs.get(shard)
         if epoch is None:  # lost while this command waited for the entity's lock
             raise StaleOwner
-        if not activation.loaded:
-            async with connection(self.pool) as conn:
-                loaded = await kind.load(conn, command.entity_id)
-            activation.state, activation.version = loaded if loaded is not None else (None, 0)
-            activation.loaded = True
+        await self._activate(kind, activation, command.entity_id)
         try:
             decision = kind.decide(activation.state, command)
         except Rejected as rejected:

@@ -11,9 +11,19 @@ from pydantic import Field, StringConstraints
 from gateway.bodies import Body
 
 _TEXT = r"^[^\x00]*$"
-Title = Annotated[str, StringConstraints(min_length=3, max_length=120, pattern=r"^\S(?:[^\x00-\x1f\x7f]*\S)?$")]
+# One line of visible text: no control characters (C0, DEL, C1), no surrounding whitespace.
+_LINE = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+Title = Annotated[str, StringConstraints(min_length=3, max_length=120, pattern=_LINE)]
 Description = Annotated[str, StringConstraints(min_length=10, max_length=5000, pattern=_TEXT)]
-City = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^\S(?:[^\x00-\x1f\x7f]*\S)?$")]
+City = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_LINE)]
+AttributeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+# Values a JSON document can carry exactly everywhere (53-bit integers, finite numbers).
+AttributeValue = (
+    Annotated[str, StringConstraints(max_length=200, pattern=_TEXT)]
+    | Annotated[int, Field(ge=-(2**53), le=2**53)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+)
 Kopecks = Annotated[int, Field(ge=1, le=10_000_000_000)]  # up to 100 million roubles
 
 
@@ -31,7 +41,7 @@ class _ListingOptions(Body):
     """What an owner may leave at its default when creating."""
 
     photos: Annotated[list[uuid.UUID], Field(max_length=20)] | None = None
-    attributes: Annotated[dict[str, str | int | float | bool], Field(max_length=30)] | None = None
+    attributes: Annotated[dict[AttributeKey, AttributeValue], Field(max_length=30)] | None = None
     discounts: Annotated[list[Discount], Field(max_length=5)] | None = None
     price_overrides: Annotated[list[PriceOverride], Field(max_length=366)] | None = None
     deposit: Annotated[int, Field(ge=0, le=10_000_000_000)] | None = None

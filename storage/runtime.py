@@ -32,6 +32,29 @@ async def check_lease(conn: asyncpg.Connection, fleet: str, shard: int, epoch: i
     return bool(current == epoch)
 
 
+async def check_leases(conn: asyncpg.Connection, fleet: str, epochs: dict[int, int]) -> bool:
+    """`check_lease` for several shards at once (one round trip for a group commit)."""
+    rows = await conn.fetch(
+        """SELECT logical_shard, epoch FROM shard_leases
+           WHERE fleet = $1 AND logical_shard = ANY($2::int[]) ORDER BY logical_shard FOR SHARE""",
+        fleet, sorted(epochs),
+    )
+    return {row["logical_shard"]: row["epoch"] for row in rows} == epochs
+
+
+async def any_processed(conn: asyncpg.Connection, command_ids: list[uuid.UUID]) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM processed_commands WHERE command_id = ANY($1::uuid[]))", command_ids
+    ))
+
+
+async def record_commands(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, dict[str, Any]]]) -> None:
+    await conn.executemany(
+        "INSERT INTO processed_commands (command_id, entity_kind, entity_id, result) VALUES ($1, $2, $3, $4)",
+        rows,
+    )
+
+
 async def stored_result(conn: asyncpg.Connection | asyncpg.Pool, command_id: uuid.UUID) -> dict[str, Any] | None:
     result: dict[str, Any] | None = await conn.fetchval(
         "SELECT result FROM processed_commands WHERE command_id = $1", command_id

@@ -188,3 +188,19 @@ async def test_listing_events_reach_the_outbox(client: Client, platform: Platfor
         listing["id"])
     assert [r["event_type"] for r in rows] == ["created", "submitted", "published"]
     assert rows[0]["subject"] == f"listing.{listing['id']}.created"
+
+
+async def test_values_the_database_cannot_store_are_422_not_5xx(client: Client) -> None:
+    owner = await register_and_login(client)
+    for payload, path in [
+        ({**DRILL, "attributes": {"brand": "Bo\u0000sch"}}, "/attributes/brand"),
+        ({**DRILL, "title": "\u0000Дрель"}, "/title"),
+        ({**DRILL, "city": "Москва\u0001"}, "/city"),
+        ({**DRILL, "attributes": {"Brand Name": "x"}}, "/attributes/Brand Name"),
+    ]:
+        resp = await client.post("/api/v1/listings", json=payload, headers=owner.auth)
+        assert resp.status == 422, (payload, await resp.text())
+        assert any(e["path"].startswith(path) for e in (await resp.json())["errors"]), await resp.text()
+    # A number too big for a 64-bit integer is still a JSON number: stored, not a 5xx.
+    big = await client.post("/api/v1/listings", json={**DRILL, "attributes": {"power_w": 10**20}}, headers=owner.auth)
+    assert big.status == 201

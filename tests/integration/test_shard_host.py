@@ -109,3 +109,44 @@ async def test_live_entities_are_capped(host: ShardHost) -> None:
     host.max_live = 10
     await host.handle_batch([add(uuid.uuid4().hex) for _ in range(50)])
     assert host.stats()["live_entities"] <= 10
+
+
+async def test_a_batch_commits_in_groups_and_keeps_each_entitys_order(host: ShardHost, platform: Platform) -> None:
+    entities = [uuid.uuid4().hex for _ in range(10)]
+    batch = [add(entities[i % 10]) for i in range(100)]
+    commits_before = await platform.db.fetchval(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    results = await host.handle_batch(batch)
+    commits_after = await platform.db.fetchval(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+    assert all(r.ok for r in results)
+    # Per entity, the replies count up in batch order.
+    for entity in entities:
+        assert [r.reply["value"] for c, r in zip(batch, results, strict=True) if c.entity_id == entity] == list(
+            range(1, 11))
+    # 10 waves of 10 entities: about one commit per wave, not one per command (the statistics
+    # also count this test's own queries, so allow some slack).
+    assert commits_after - commits_before < 50
+
+
+async def test_a_group_with_a_retry_or_a_rejection_still_answers_each_command(host: ShardHost) -> None:
+    first, second, third = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    done = add(first, 2)
+    assert (await host.handle(done)).ok
+    results = await host.handle_batch([done, add(second, 1), add(third, COUNTER.ceiling + 1)])
+    assert results[0].reply == {"value": 2}  # the retry got its first answer, not a second increment
+    assert results[1].ok and results[1].reply == {"value": 1}
+    assert (results[2].ok, results[2].code) == (False, "ceiling_reached")
+    assert (await host.handle(Command(uuid.uuid4(), "counter", first, "get"))).reply == {"value": 2}
+
+
+async def test_a_value_the_database_refuses_fails_alone(host: ShardHost, platform: Platform) -> None:
+    good_a, bad, good_b = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    results = await host.handle_batch([
+        add(good_a), Command(uuid.uuid4(), "counter", bad, "set_raw", {"value": 2**40}), add(good_b),
+    ])
+    assert results[0].ok and results[2].ok
+    assert (results[1].ok, results[1].status, results[1].code, results[1].retryable) == (
+        False, 500, "internal_error", False)
+    assert await platform.db.fetchval("SELECT count(*) FROM test_counters WHERE id = $1", bad) == 0
+    assert (await host.handle(add(bad))).reply == {"value": 1}  # the entity reloads cleanly
