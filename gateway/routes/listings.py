@@ -98,8 +98,9 @@ async def list_categories(request: web.Request) -> web.Response:
 @routes.post("/api/v1/listings", access=AUTHENTICATED, idempotent=True)
 async def create_listing(request: web.Request) -> web.Response:
     body = await read_body(request, ListingCreate)
-    if body.nulls_not_allowed():
-        raise _nulls(body.nulls_not_allowed())
+    nulls = body.nulls_not_allowed()
+    if nulls:
+        raise _nulls(nulls)
     await _category_exists(request, body.category_id)
     listing_id = uuid.uuid4()
     await execute(request, KIND, listing_id, "create", body.as_payload())
@@ -122,7 +123,7 @@ async def get_listing(request: web.Request) -> web.Response:
 async def patch_listing(request: web.Request) -> web.Response:
     listing_id = path_uuid(request, "listing_id")
     body = await read_body(request, ListingPatch)
-    nulls = [n for n in body.nulls_not_allowed()]
+    nulls = body.nulls_not_allowed()
     if nulls:
         raise _nulls(nulls)
     if body.category_id is not None:
