@@ -44,6 +44,26 @@ def _timer_name(command: Command) -> str:
     return command.name.removeprefix(TIMER_PREFIX)
 
 
+@dataclass(frozen=True)
+class _Change:
+    """A decided state change waiting to be stored."""
+
+    command: Command
+    kind: EntityKind
+    shard: int
+    activation: Activation
+    decision: Decision
+
+    @property
+    def result(self) -> Result:
+        return Result(ok=True, reply=self.decision.reply)
+
+    def applied(self) -> None:
+        """After commit: the entity in memory becomes what was stored."""
+        self.activation.state = self.decision.state
+        self.activation.version += 1
+
+
 class _GroupFallback(Exception):
     """The wave cannot commit as one group; its commands go one by one."""
 
@@ -137,7 +157,7 @@ class ShardHost:
     ) -> dict[int, Result]:
         """Commit every plain state change of the wave in one transaction; returns their results.
         Anything else (rejections, queries, timers, a lost shard) is left to the one-by-one path."""
-        group: list[tuple[int, Command, EntityKind, int, Activation, Decision]] = []
+        group: dict[int, _Change] = {}
         for index, command in enumerate(commands):
             shard = logical_shard(command.kind, command.entity_id)
             if shard not in self.epochs or _is_timer(command):
@@ -149,34 +169,38 @@ class ShardHost:
             except Rejected:
                 continue
             if decision.changed:
-                group.append((index, command, kind, shard, activation, decision))
+                group[index] = _Change(command, kind, shard, activation, decision)
         if len(group) < 2:
             return {}  # nothing to share a transaction with
-        results = {index: Result(ok=True, reply=decision.reply) for index, _, _, _, _, decision in group}
+        changes = list(group.values())
         try:
             async with connection(self.pool) as conn, conn.transaction():
-                if await store.any_processed(conn, [command.command_id for _, command, *_ in group]):
+                if await store.any_processed(conn, [change.command.command_id for change in changes]):
                     raise _GroupFallback  # a retry in the wave: the one-by-one path answers it
-                shards = sorted({shard for _, _, _, shard, _, _ in group})
-                if not await store.check_leases(conn, self.shard_map.fleet, {s: self.epochs[s] for s in shards}):
+                epochs = {change.shard: self.epochs[change.shard] for change in changes}
+                if not await store.check_leases(conn, self.shard_map.fleet, epochs):
                     raise _GroupFallback
-                await store.record_commands(conn, [
-                    (command.command_id, command.kind, command.entity_id, results[index].as_json())
-                    for index, command, *_ in group
-                ])
-                events = []
-                for _, command, kind, shard, activation, decision in group:
-                    await kind.save(conn, command.entity_id, decision.state, activation.version)
-                    events += self._outbox_rows(command, decision.events, activation.version + 1)
-                    await self._write_timers(conn, shard, command, decision)
-                await store.add_outbox_events(conn, events)
+                await self._write_changes(conn, changes)
         except Exception as exc:
             # Whatever stops the group (a retry, a lost shard, one bad value) is sorted out by
             # running the wave one command at a time, where each failure stays with its command.
             raise _GroupFallback from exc
-        for _, _, _, _, activation, decision in group:
-            activation.state, activation.version = decision.state, activation.version + 1
-        return results
+        for change in changes:
+            change.applied()
+        return {index: change.result for index, change in group.items()}
+
+    async def _write_changes(self, conn: asyncpg.Connection, changes: list[_Change]) -> None:
+        """Store decided changes (inside the caller's transaction, leases already checked): the
+        command ids with their results, the new states, the outbox events, the timers."""
+        await store.record_commands(conn, [
+            (c.command.command_id, c.command.kind, c.command.entity_id, c.result.as_json()) for c in changes
+        ])
+        events = []
+        for change in changes:
+            await change.kind.save(conn, change.command.entity_id, change.decision.state, change.activation.version)
+            events += self._outbox_rows(change.command, change.decision.events, change.activation.version + 1)
+            await self._write_timers(conn, change.shard, change.command, change.decision)
+        await store.add_outbox_events(conn, events)
 
     async def _activate(self, kind: EntityKind, activation: Activation, entity_id: str) -> None:
         if not activation.loaded:
@@ -252,25 +276,20 @@ class ShardHost:
             if _is_timer(command):
                 await self._consume_timer(shard, epoch, command)
             return Result(ok=True, reply=decision.reply)
-        result = Result(ok=True, reply=decision.reply)
-        new_version = activation.version + 1
+        change = _Change(command, kind, shard, activation, decision)
         try:
             async with connection(self.pool) as conn, conn.transaction():
-                if not await store.check_lease(conn, self.shard_map.fleet, shard, epoch):
+                if not await store.check_leases(conn, self.shard_map.fleet, {shard: epoch}):
                     raise StaleOwner
-                await store.record_command(conn, command.command_id, command.kind, command.entity_id,
-                                           result.as_json())
-                await kind.save(conn, command.entity_id, decision.state, activation.version)
-                await store.add_outbox_events(conn, self._outbox_rows(command, decision.events, new_version))
-                await self._write_timers(conn, shard, command, decision)
+                await self._write_changes(conn, [change])
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "processed_commands_pkey":
                 raise
             stored = await store.stored_result(self.pool, command.command_id)
             assert stored is not None
             return Result.from_json(stored)
-        activation.state, activation.version = decision.state, new_version
-        return result
+        change.applied()
+        return change.result
 
     async def _write_timers(self, conn: asyncpg.Connection, shard: int, command: Command, decision: Decision) -> None:
         if _is_timer(command):
@@ -285,7 +304,7 @@ class ShardHost:
 
     async def _consume_timer(self, shard: int, epoch: int, command: Command) -> None:
         async with connection(self.pool) as conn, conn.transaction():
-            if not await store.check_lease(conn, self.shard_map.fleet, shard, epoch):
+            if not await store.check_leases(conn, self.shard_map.fleet, {shard: epoch}):
                 raise StaleOwner
             await store.consume_timer(conn, command.kind, command.entity_id, _timer_name(command), command.command_id)
 

@@ -23,7 +23,6 @@ from storage import users as user_store
 from storage.db import transaction
 from storage.users import UserRow
 
-ROLES = frozenset({"user", "owner", "moderator", "admin"})
 EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f.]+(\.[^@\s\x00-\x1f\x7f-\x9f.]+)+$"
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _TRUSTED_IP_SECS = 30 * 24 * 3600

@@ -74,11 +74,7 @@ async def process_requests(platform: Platform) -> int:
 async def confirm_reset(platform: Platform, *, token: str, new_password: str) -> None:
     invalid = ApiError(400, "invalid_reset_token", "This reset link is invalid, used or expired.")
     token_hash = _token_hash(token)
-    owner = await platform.db.fetchval(
-        """SELECT user_id FROM password_reset_tokens
-           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()""",
-        token_hash,
-    )
+    owner = await password_resets.token_owner(platform.db, token_hash)
     user = await user_store.get_user(platform.db, owner) if owner else None
     if user is None:
         raise invalid

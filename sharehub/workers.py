@@ -1,5 +1,5 @@
 """Background work every gateway process does besides serving requests: turning password reset
-requests into e-mails and delivering the e-mail outbox. Safe to run in many processes at once
+requests into e-mails, delivering the e-mail outbox, and dropping expired idempotency keys. Safe to run in many processes at once
 (rows are claimed with SKIP LOCKED)."""
 
 from __future__ import annotations
@@ -7,20 +7,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from sharehub.mailer import send_due
 from sharehub.password_reset import process_requests
 from sharehub.platform import Platform
+from storage.idempotency import purge_expired
 
 log = logging.getLogger(__name__)
 _INTERVAL_SECS = 1.0
+_PURGE_EVERY_SECS = 3600.0
 
 
 async def run_background_workers(platform: Platform, stop: asyncio.Event) -> None:
+    purged_at = 0.0
     while not stop.is_set():
         try:
             await process_requests(platform)
             await send_due(platform)
+            if time.monotonic() - purged_at >= _PURGE_EVERY_SECS:
+                # Expired Idempotency-Key records are only ever overwritten on reuse; drop the rest.
+                await purge_expired(platform.db)
+                purged_at = time.monotonic()
         except Exception:
             # A dependency hiccup must not kill the loop; the work stays queued for the next turn.
             log.exception("background work failed")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import cast
 
 import asyncpg
 import orjson
@@ -60,9 +60,3 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection, typed as the Connection it behaves as."""
     async with pool.acquire() as conn:
         yield cast(asyncpg.Connection, conn)
-
-
-def pool_stats(pool: asyncpg.Pool) -> dict[str, Any]:
-    size = pool.get_size()
-    idle = pool.get_idle_size()
-    return {"max": pool.get_max_size(), "size": size, "idle": idle, "in_use": size - idle}

@@ -30,6 +30,16 @@ async def create_token(conn: asyncpg.Connection, *, token_hash: bytes, user_id: 
     )
 
 
+async def token_owner(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes) -> uuid.UUID | None:
+    """The user of a token that is still usable (unused, unexpired), without spending it."""
+    user_id: uuid.UUID | None = await conn.fetchval(
+        """SELECT user_id FROM password_reset_tokens
+           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()""",
+        token_hash,
+    )
+    return user_id
+
+
 async def use_token(conn: asyncpg.Connection, token_hash: bytes) -> uuid.UUID | None:
     """Spend a valid token; returns its user, or None if unknown, used or expired. Atomic."""
     user_id: uuid.UUID | None = await conn.fetchval(

@@ -22,18 +22,10 @@ async def take_leases(conn: asyncpg.Connection, fleet: str, shards: list[int], o
     return {row["logical_shard"]: row["epoch"] for row in rows}
 
 
-async def check_lease(conn: asyncpg.Connection, fleet: str, shard: int, epoch: int) -> bool:
-    """Inside the write's transaction: is `epoch` still current? FOR SHARE makes a concurrent
-    takeover wait for this transaction, so a write either commits before the takeover or is
-    refused after it."""
-    current = await conn.fetchval(
-        "SELECT epoch FROM shard_leases WHERE fleet = $1 AND logical_shard = $2 FOR SHARE", fleet, shard
-    )
-    return bool(current == epoch)
-
-
 async def check_leases(conn: asyncpg.Connection, fleet: str, epochs: dict[int, int]) -> bool:
-    """`check_lease` for several shards at once (one round trip for a group commit)."""
+    """Inside the write's transaction: are these still our epochs? FOR SHARE makes a concurrent
+    takeover wait for this transaction, so a write either commits before the takeover or is
+    refused after it. Several shards in one round trip for a group commit."""
     rows = await conn.fetch(
         """SELECT logical_shard, epoch FROM shard_leases
            WHERE fleet = $1 AND logical_shard = ANY($2::int[]) ORDER BY logical_shard FOR SHARE""",
@@ -60,16 +52,6 @@ async def stored_result(conn: asyncpg.Connection | asyncpg.Pool, command_id: uui
         "SELECT result FROM processed_commands WHERE command_id = $1", command_id
     )
     return result
-
-
-async def record_command(
-    conn: asyncpg.Connection, command_id: uuid.UUID, kind: str, entity_id: str, result: dict[str, Any]
-) -> None:
-    await conn.execute(
-        """INSERT INTO processed_commands (command_id, entity_kind, entity_id, result)
-           VALUES ($1, $2, $3, $4)""",
-        command_id, kind, entity_id, result,
-    )
 
 
 async def add_outbox_events(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, str, str, Any]]) -> None:

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import asyncpg
-
 from sharehub.platform import Platform
 from sharehub.seed.generate import seed_database
 from storage.db import create_pool
 from storage.migrate import migrate
-
-
-@asynccontextmanager
-async def fresh_database(platform: Platform) -> AsyncIterator[asyncpg.Pool]:
-    url = platform.settings.database_url
-    assert url
-    name = "seed_determinism"
-    await platform.db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await platform.db.execute(f'CREATE DATABASE "{name}"')
-    other_url = f"{url.rpartition('/')[0]}/{name}"
-    await migrate(other_url, platform.settings.migrations_dir)
-    pool = await create_pool(other_url, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-        await platform.db.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 async def test_seed_loads_realistic_listings_once(platform: Platform) -> None:
@@ -48,13 +26,17 @@ async def test_seed_loads_realistic_listings_once(platform: Platform) -> None:
     assert any("Перфоратор" in r["title"] or "Палатка" in r["title"] for r in rows)
 
 
-async def test_the_same_seed_gives_the_same_data(platform: Platform) -> None:
+async def test_the_same_seed_gives_the_same_data(platform: Platform, fresh_db: str) -> None:
     await seed_database(platform.db, users=5, listings=20, seed=777)
     query = """SELECT l.id, l.title, l.price_per_unit FROM listings l JOIN users u ON u.id = l.owner_id
                WHERE u.email LIKE '%.s777@seed.sharehub.local' ORDER BY l.id"""
     first = [tuple(r) for r in await platform.db.fetch(query)]
     # Load the same seed into a fresh database: identical ids, titles and prices.
-    async with fresh_database(platform) as other:
+    await migrate(fresh_db, platform.settings.migrations_dir)
+    other = await create_pool(fresh_db, max_size=2)
+    try:
         await seed_database(other, users=5, listings=20, seed=777)
         assert [tuple(r) for r in await other.fetch(query)] == first
+    finally:
+        await other.close()
     assert len(first) == 20
