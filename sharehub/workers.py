@@ -1,6 +1,6 @@
 """Background work every gateway process does besides serving requests: turning password reset
-requests into e-mails, delivering the e-mail outbox, and dropping expired idempotency keys. Safe to run in many processes at once
-(rows are claimed with SKIP LOCKED)."""
+requests into e-mails, delivering the e-mail outbox, and dropping expired idempotency keys.
+Safe to run in many processes at once (rows are claimed with SKIP LOCKED)."""
 
 from __future__ import annotations
 
