@@ -22,10 +22,14 @@ from actors.commands import Command
 
 @dataclass(frozen=True)
 class Event:
-    """A past-tense fact, published as `<kind>.<entity id>.<type>` after commit."""
+    """A past-tense fact, published as `<kind>.<entity id>.<type>` after commit. An entity that
+    owns others (a listing owns its rentals) names the one the event is about in `about`, with
+    that one's own version."""
 
     type: str
     data: dict[str, Any]
+    about: tuple[str, str] | None = None  # (kind, entity id)
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,14 @@ class CancelTimer:
     name: str
 
 
+class Rejected(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
 @dataclass(frozen=True)
 class Decision:
     state: Any
@@ -50,14 +62,8 @@ class Decision:
     # Read-only commands (queries) change nothing and store nothing.
     changed: bool = True
     timers: list[SetTimer | CancelTimer] = field(default_factory=list)
-
-
-class Rejected(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
+    # Store the new state but answer with this refusal (e.g. a wrong handover code is counted).
+    refusal: Rejected | None = None
 
 
 class VersionConflict(Exception):

@@ -7,21 +7,29 @@
 
 Editing the title, description or photos of a published (or paused) listing does not take the
 public version down: the edit waits in `pending_revision` for a moderator, who applies or
-rejects it. The first approval makes the author an `owner` (in the same transaction)."""
+rejects it. The first approval makes the author an `owner` (in the same transaction).
+
+A listing also owns its calendar and its open rentals: booking requests and every later step of
+a rental are commands to the listing (actors/listing_rentals.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from actors import listing_rentals as booking
+from actors.calendar import Calendar, Hold
 from actors.commands import Command
 from actors.entity import Decision, Event, Rejected, VersionConflict
+from actors.rental_machine import Rental
 from storage import listings as listing_store
+from storage import rentals as rental_store
 
 KIND = "listing"
 CONTENT_FIELDS = ("title", "description", "photos")
@@ -64,6 +72,11 @@ class Listing:
     published_at: str | None = None
     # Set by the decision that publishes for the first time; `save` then grants the owner role.
     first_publication: bool = False
+    # Rentals that can still change, by id, and the units they (and recently finished ones) hold.
+    rentals: Mapping[str, Rental] = field(default_factory=dict)
+    calendar: Calendar = field(default_factory=Calendar)
+    # Set by a booking decision: what `save` must write besides the listing row.
+    rental_writes: tuple[booking.RentalWrite, ...] = ()
 
     def public_content(self) -> dict[str, Any]:
         return {"title": self.title, "description": self.description, "photos": list(self.photos)}
@@ -89,6 +102,17 @@ def _require_status(listing: Listing, allowed: set[str], action: str) -> None:
         raise Rejected(409, "invalid_transition", f"A {listing.status} listing cannot be {action}.")
 
 
+def _check_rentals_allow(listing: Listing, changes: dict[str, Any]) -> None:
+    """Open rentals pin what they were booked as: their unit of time and their unit numbers."""
+    if not listing.rentals:
+        return
+    if changes.get("rental_unit", listing.rental_unit) != listing.rental_unit:
+        raise Rejected(409, "has_open_rentals", "The rental unit cannot change while rentals are open.")
+    highest = max((max(r.unit_numbers) for r in listing.rentals.values()), default=0)
+    if changes.get("quantity", listing.quantity) < highest:
+        raise Rejected(409, "has_open_rentals", f"Item number {highest} is booked; the quantity cannot go below it.")
+
+
 def _validated(fields: dict[str, Any]) -> dict[str, Any]:
     """Cross-field rules the request schema cannot express."""
     min_units, max_units = fields.get("min_units", 1), fields.get("max_units")
@@ -105,9 +129,14 @@ def _validated(fields: dict[str, Any]) -> dict[str, Any]:
 class ListingKind:
     name = KIND
 
+    def __init__(self) -> None:
+        # Cancellation policy tiers by code (data from a migration; read on the first load).
+        self._policies: dict[str, Any] = {}
+
     def decide(self, state: Listing | None, command: Command) -> Decision:
+        is_rental = command.name.startswith((booking.RENTAL_COMMAND_PREFIX, booking.RENTAL_TIMER_PREFIX))
         handler = getattr(self, f"_do_{command.name}", None)
-        if handler is None:
+        if handler is None and not is_rental:
             raise Rejected(400, "unknown_command", f"Listings do not understand {command.name!r}.")
         if command.name == "create":
             if state is not None:
@@ -115,10 +144,16 @@ class ListingKind:
             return self._do_create(command)
         if state is None:
             raise Rejected(404, "not_found", "No such listing.")
-        if state.first_publication:  # already granted when that decision was saved
-            state = dataclasses.replace(state, first_publication=False)
+        if state.first_publication or state.rental_writes:  # written when that decision was saved
+            state = dataclasses.replace(state, first_publication=False, rental_writes=())
+        if is_rental:
+            return booking.rental_command(state, command)
+        assert handler is not None
         decision: Decision = handler(state, command)
         return decision
+
+    def _do_request_booking(self, state: Listing, command: Command) -> Decision:
+        return booking.request_booking(state, command, self._policies)
 
     # ------------------------------------------------------------------ owner commands
 
@@ -133,6 +168,7 @@ class ListingKind:
         _require_owner(state, command)
         _require_status(state, set(_OWNER_STATES_EDITABLE), "edited")
         changes = dict(command.payload)
+        _check_rentals_allow(state, changes)
         if not changes:
             return Decision(state=state, changed=False, reply={"status": state.status})
         merged = {f.name: getattr(state, f.name) for f in dataclasses.fields(Listing) if f.name in EDITABLE_FIELDS}
@@ -174,6 +210,8 @@ class ListingKind:
         if not _is_moderator(command):
             _require_owner(state, command)
         _require_status(state, {"draft", "pending_review", "rejected", "published", "paused"}, "archived")
+        if any(r.status != "returned" for r in state.rentals.values()):
+            raise Rejected(409, "has_open_rentals", "Finish, decline or cancel this listing's rentals first.")
         new = dataclasses.replace(state, status="archived", pending_revision=None)
         return Decision(state=new, events=[Event("archived", {})], reply={"status": new.status})
 
@@ -233,7 +271,14 @@ class ListingKind:
         row["price_overrides"] = tuple(row["price_overrides"])
         row["blocked_periods"] = tuple(row["blocked_periods"])
         row["published_at"] = row["published_at"].isoformat() if row["published_at"] else None
-        return Listing(**row), version
+        listing_id = uuid.UUID(entity_id)
+        if row["cancellation_policy"] not in self._policies:
+            self._policies = {p["code"]: p["tiers"] for p in await listing_store.cancellation_policies(conn)}
+        rentals = {str(r["id"]): _rental_from_row(r) for r in await rental_store.load_open(conn, listing_id)}
+        since = datetime.now(UTC) - timedelta(days=1)
+        holds = await rental_store.load_holds(conn, listing_id, since)
+        calendar = Calendar.of((h["unit_no"], Hold(h["start"], h["until"], str(h["rental_id"]))) for h in holds)
+        return Listing(**row, rentals=rentals, calendar=calendar), version
 
     async def save(self, conn: asyncpg.Connection, entity_id: str, state: Listing, expected_version: int) -> None:
         row = {name: getattr(state, name) for name in listing_store.ENTITY_COLUMNS}
@@ -247,6 +292,46 @@ class ListingKind:
         if state.first_publication:
             # Same transaction as the approval: the author is an owner exactly when it is published.
             await listing_store.grant_owner_role(conn, row["owner_id"])
+        for write in state.rental_writes:
+            await _write_rental(conn, write)
+
+
+def _rental_from_row(row: dict[str, Any]) -> Rental:
+    return Rental(
+        id=str(row["id"]), listing_id=str(row["listing_id"]), renter_id=str(row["renter_id"]),
+        owner_id=str(row["owner_id"]), status=row["status"], rental_unit=row["rental_unit"],
+        quantity=row["quantity"], start=row["start_at"], end=row["end_at"], held_until=row["held_until"],
+        unit_numbers=tuple(row["unit_numbers"]), quote=row["quote"], expires_at=row["expires_at"],
+        details=row["details"], version=row["version"], seq=row["seq"],
+    )
+
+
+async def _write_rental(conn: asyncpg.Connection, write: booking.RentalWrite) -> None:
+    rental = write.rental
+    rental_id = uuid.UUID(rental.id)
+    row = {
+        "id": rental_id, "listing_id": uuid.UUID(rental.listing_id), "renter_id": uuid.UUID(rental.renter_id),
+        "owner_id": uuid.UUID(rental.owner_id), "status": rental.status, "rental_unit": rental.rental_unit,
+        "quantity": rental.quantity, "start_at": rental.start, "end_at": rental.end, "held_until": rental.held_until,
+        "unit_numbers": list(rental.unit_numbers), "quote": rental.quote, "total": rental.quote["total"],
+        "expires_at": rental.expires_at, "details": rental.details,
+    }
+    if write.new:
+        await rental_store.insert_rental(conn, row)
+    elif not await rental_store.update_rental(conn, row, rental.version - 1):
+        raise VersionConflict
+    if write.transition is not None:
+        transition = dict(write.transition)
+        transition["rental_id"] = rental_id
+        transition["actor_id"] = uuid.UUID(transition["actor_id"]) if transition["actor_id"] else None
+        await rental_store.add_transition(conn, transition)
+    if write.hold == "insert":
+        await rental_store.hold_units(conn, rental_id, row["listing_id"], units=row["unit_numbers"],
+                                      start=rental.start, until=rental.held_until)
+    elif write.hold == "release":
+        await rental_store.release_units(conn, rental_id)
+    elif write.hold == "move":
+        await rental_store.move_hold_end(conn, rental_id, rental.held_until)
 
 
 LISTING = ListingKind()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from actors.periods import UNIT_LENGTH, day_start, local_day
 from sharehub.security.tokens import AccessClaims
 
 PUBLIC_STATUSES = frozenset({"published", "paused"})
@@ -65,19 +66,23 @@ def _blocked_days(listing: dict[str, Any]) -> set[date]:
     return days
 
 
-def availability(listing: dict[str, Any], start: date, end: date) -> dict[str, Any]:
-    """Free quantity per day (day listings) or per hour (hour listings), `start`..`end` inclusive.
-    Blocked periods take every unit; bookings will take theirs once rentals exist."""
+def availability_slots(listing: dict[str, Any], start: date, end: date) -> list[tuple[datetime, datetime]]:
+    """The slots the calendar answers for, `start`..`end` inclusive: days, or hours of those days."""
+    step = UNIT_LENGTH[listing["rental_unit"]]
+    first, stop = day_start(start), day_start(end + timedelta(days=1))
+    return [(first + step * i, first + step * (i + 1)) for i in range(int((stop - first) / step))]
+
+
+def availability(listing: dict[str, Any], slots: list[tuple[datetime, datetime]], busy: list[int]) -> dict[str, Any]:
+    """Free quantity per slot: blocked days take every unit, bookings (with their turnaround
+    buffer) take the units they hold."""
     blocked = _blocked_days(listing)
     quantity = listing["quantity"]
     items: list[dict[str, Any]] = []
-    day = start
-    while day <= end:
-        free = 0 if day in blocked else quantity
+    for (slot_start, _), taken in zip(slots, busy, strict=True):
+        free = 0 if local_day(slot_start) in blocked else max(quantity - taken, 0)
         if listing["rental_unit"] == "day":
-            items.append({"date": day.isoformat(), "free": free})
+            items.append({"date": local_day(slot_start).isoformat(), "free": free})
         else:
-            midnight = datetime(day.year, day.month, day.day)
-            items.extend({"start": (midnight + timedelta(hours=h)).isoformat(), "free": free} for h in range(24))
-        day += timedelta(days=1)
-    return {"listing_id": str(listing["id"]), "unit": listing["rental_unit"], "items": items}
+            items.append({"start": slot_start.isoformat(), "free": free})
+    return {"listing_id": str(listing["id"]), "unit": listing["rental_unit"], "quantity": quantity, "items": items}

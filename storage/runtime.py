@@ -34,12 +34,6 @@ async def check_leases(conn: asyncpg.Connection, fleet: str, epochs: dict[int, i
     return {row["logical_shard"]: row["epoch"] for row in rows} == epochs
 
 
-async def any_processed(conn: asyncpg.Connection, command_ids: list[uuid.UUID]) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM processed_commands WHERE command_id = ANY($1::uuid[]))", command_ids
-    ))
-
-
 async def record_commands(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, dict[str, Any]]]) -> None:
     await conn.executemany(
         "INSERT INTO processed_commands (command_id, entity_kind, entity_id, result) VALUES ($1, $2, $3, $4)",
@@ -52,6 +46,14 @@ async def stored_result(conn: asyncpg.Connection | asyncpg.Pool, command_id: uui
         "SELECT result FROM processed_commands WHERE command_id = $1", command_id
     )
     return result
+
+
+async def stored_results(conn: asyncpg.Connection | asyncpg.Pool, command_ids: list[uuid.UUID]
+                         ) -> dict[uuid.UUID, dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1::uuid[])", command_ids
+    )
+    return {row["command_id"]: row["result"] for row in rows}
 
 
 async def add_outbox_events(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, str, str, Any]]) -> None:

@@ -57,3 +57,34 @@ async def make_user_with_roles(
         platform, email=email, password=STRONG_PASSWORD, display_name="Сотрудник", roles=frozenset(roles)
     )
     return await login(client, email, STRONG_PASSWORD, str(user.id))
+
+
+DRILL = {
+    "title": "Перфоратор Bosch GBH 2-26",
+    "description": "Мощный перфоратор с тремя режимами, в кейсе, с набором буров.",
+    "category_id": "power-tools",
+    "city": "Москва",
+    "lat": 55.7558,
+    "lon": 37.6173,
+    "rental_unit": "day",
+    "price_per_unit": 70000,
+    "deposit": 500000,
+    "cancellation_policy": "moderate",
+    "discounts": [{"min_units": 7, "percent": 20}, {"min_units": 3, "percent": 10}],
+}
+
+
+async def published_listing(
+    client: TestClient[Any, Any], platform: Platform, owner: LoggedIn | None = None, **overrides: Any
+) -> tuple[LoggedIn, dict[str, Any]]:
+    """A listing created by `owner` (a new user by default) and approved by a moderator."""
+    owner = owner or await register_and_login(client)
+    moderator = await make_user_with_roles(client, platform, {"moderator"})
+    resp = await client.post("/api/v1/listings", json={**DRILL, **overrides}, headers=owner.auth)
+    assert resp.status == 201, await resp.text()
+    listing_id = (await resp.json())["id"]
+    assert (await client.post(f"/api/v1/listings/{listing_id}/submit", headers=owner.auth)).status == 200
+    resp = await client.post(f"/api/v1/moderation/listings/{listing_id}/approve", headers=moderator.auth)
+    assert resp.status == 200, await resp.text()
+    listing: dict[str, Any] = await resp.json()
+    return owner, listing

@@ -17,11 +17,12 @@ from gateway.bodies import path_uuid, query_params, read_body
 from gateway.context import PRINCIPAL, platform, principal
 from gateway.entities import execute
 from gateway.listing_schemas import BlockedPeriodsBody, ListingCreate, ListingPatch, RejectBody
-from gateway.listing_views import PUBLIC_STATUSES, availability, can_see_everything, listing_view
+from gateway.listing_views import PUBLIC_STATUSES, availability, availability_slots, can_see_everything, listing_view
 from gateway.responses import json_response, no_content
 from gateway.routing import AUTHENTICATED, PUBLIC, PUBLIC_IDENTIFIED, RouteTable, any_role
 from sharehub.errors import ApiError, not_found
 from storage import listings as store
+from storage import rentals as rental_store
 
 routes = RouteTable()
 MODERATORS = any_role("moderator", "admin")
@@ -170,7 +171,9 @@ async def get_availability(request: web.Request) -> web.Response:
     if days < 1 or days > limit:
         raise ApiError(422, "validation_failed", f"`from`..`to` must span 1 to {limit} days.",
                        errors=[{"path": "/to", "code": "range_invalid", "message": "Invalid range"}])
-    return json_response(availability(listing, query.from_, query.to))
+    slots = availability_slots(listing, query.from_, query.to)
+    busy = await rental_store.busy_units(platform(request).db, listing["id"], slots)
+    return json_response(availability(listing, slots, busy))
 
 
 @routes.get("/api/v1/users/me/listings", access=AUTHENTICATED)
