@@ -31,7 +31,7 @@ async def _request(client: Client, renter: LoggedIn, listing_id: str, start: str
     return resp.status, await resp.json()
 
 
-async def _step(client: Client, who: LoggedIn, rental_id: str, action: str, body: Any = None,
+async def _step(client: Client, who: LoggedIn, rental_id: str, action: str, body: Any = None, *,
                 expect: int = 200) -> dict[str, Any]:
     resp = await client.post(f"/api/v1/rentals/{rental_id}/{action}", headers=who.auth, json=body)
     payload: dict[str, Any] = await resp.json()
@@ -124,7 +124,7 @@ async def test_who_may_fire_what(client: Client, platform: Platform) -> None:
     status, hourly = await _request(client, renter, listing["id"], f"{_day(40)}T10:00:00+03:00",
                                     f"{_day(40)}T12:00:00+03:00")
     assert (status, hourly["code"]) == (422, "invalid_period")
-    status, missing = await _request(client, renter, str(uuid.uuid4()), _day(40), _day(41))
+    status, _ = await _request(client, renter, str(uuid.uuid4()), _day(40), _day(41))
     assert status == 404
 
 
@@ -223,7 +223,7 @@ async def test_a_busy_listing_is_never_double_booked(client: Client, platform: P
     async def one(i: int) -> tuple[int, str, str]:
         first = 90 + rng.randrange(10)
         last = first + rng.randrange(3)
-        status, body = await _request(client, renters[i % 4], listing["id"], _day(first), _day(last))
+        status, _ = await _request(client, renters[i % 4], listing["id"], _day(first), _day(last))
         return status, _day(first), _day(last)
 
     outcomes = await asyncio.gather(*(one(i) for i in range(200)))

@@ -111,22 +111,48 @@ async def test_live_entities_are_capped(host: ShardHost) -> None:
     assert host.stats()["live_entities"] <= 10
 
 
-async def test_a_batch_commits_in_groups_and_keeps_each_entitys_order(host: ShardHost, platform: Platform) -> None:
+async def _transactions_of(platform: Platform, commands: list[Command]) -> int:
+    """How many transactions stored these commands: rows written by one transaction share its
+    `now()` (the transaction's start time) as `created_at`."""
+    return int(await platform.db.fetchval(
+        "SELECT count(DISTINCT created_at) FROM processed_commands WHERE command_id = ANY($1::uuid[])",
+        [c.command_id for c in commands]))
+
+
+async def test_a_batch_commits_in_one_transaction_and_keeps_each_entitys_order(
+    host: ShardHost, platform: Platform
+) -> None:
     entities = [uuid.uuid4().hex for _ in range(10)]
     batch = [add(entities[i % 10]) for i in range(100)]
-    commits_before = await platform.db.fetchval(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
     results = await host.handle_batch(batch)
-    commits_after = await platform.db.fetchval(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
     assert all(r.ok for r in results)
     # Per entity, the replies count up in batch order.
     for entity in entities:
         assert [r.reply["value"] for c, r in zip(batch, results, strict=True) if c.entity_id == entity] == list(
             range(1, 11))
-    # 10 waves of 10 entities: about one commit per wave, not one per command (the statistics
-    # also count this test's own queries, so allow some slack).
-    assert commits_after - commits_before < 50
+    assert await _transactions_of(platform, batch) == 1
+
+
+async def test_a_hot_entity_takes_a_whole_batch_in_one_commit(host: ShardHost, platform: Platform) -> None:
+    hot = uuid.uuid4().hex
+    batch = [add(hot) for _ in range(100)]
+    results = await host.handle_batch(batch)
+    assert [r.reply["value"] for r in results] == list(range(1, 101))
+    assert await _transactions_of(platform, batch) == 1
+    events = await platform.db.fetchval("SELECT count(*) FROM outbox WHERE entity_id = $1", hot)
+    assert events == 100
+
+
+async def test_a_chain_whose_commit_fails_reruns_one_by_one(host: ShardHost, platform: Platform) -> None:
+    """A value the database refuses in the middle of a chain: the commands before and after it
+    still commit (one by one, from the stored state), and only the bad one fails."""
+    hot = uuid.uuid4().hex
+    batch = [add(hot), Command(uuid.uuid4(), "counter", hot, "set_raw", {"value": 2**40}), add(hot)]
+    results = await host.handle_batch(batch)
+    assert results[0].ok and results[0].reply == {"value": 1}
+    assert (results[1].ok, results[1].code) == (False, "internal_error")
+    assert results[2].ok and results[2].reply == {"value": 2}
+    assert await platform.db.fetchval("SELECT value FROM test_counters WHERE id = $1", hot) == 2
 
 
 async def test_a_group_with_a_retry_or_a_rejection_still_answers_each_command(host: ShardHost) -> None:
