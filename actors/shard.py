@@ -26,6 +26,7 @@ import asyncpg
 
 from actors.commands import Command, Result
 from actors.entity import Decision, EntityKind, Rejected, SetTimer, VersionConflict
+from actors.shard_metrics import NoMetrics, ShardMetrics
 from actors.sharding import ShardMap, logical_shard
 from storage import runtime as store
 from storage.db import connection
@@ -99,6 +100,7 @@ class ShardHost:
         kinds: dict[str, EntityKind],
         max_live: int = 10_000,
         idle_secs: float = 600.0,
+        metrics: ShardMetrics | None = None,
     ) -> None:
         self.physical = physical
         self.shard_map = shard_map
@@ -106,6 +108,7 @@ class ShardHost:
         self.kinds = kinds
         self.max_live = max_live
         self.idle_secs = idle_secs
+        self.metrics: ShardMetrics = metrics or NoMetrics()
         self.owner = f"{shard_map.actor_name(physical)}/{uuid.uuid4()}"
         self.epochs: dict[int, int] = {}
         self._live: OrderedDict[tuple[str, str], Activation] = OrderedDict()
@@ -126,6 +129,7 @@ class ShardHost:
         one transaction: one lease check, one commit - so a hot listing taking 100 bookings in a
         batch pays for one commit, not 100. Nothing is answered before that commit; if it fails,
         the entities involved reload from Postgres and their commands run one by one."""
+        started = time.perf_counter()
         results: list[Result | None] = [None] * len(commands)
         queues: dict[tuple[str, str], list[int]] = {}
         for index, command in enumerate(commands):
@@ -148,7 +152,10 @@ class ShardHost:
                     else:
                         results[index] = await self._guarded_apply(commands[index], activations[key])
         self._evict_over_capacity()  # after the locks are released, or nothing could go
-        return [r if r is not None else Result.error(500, "internal_error", "No result.") for r in results]
+        answers = [r if r is not None else Result.error(500, "internal_error", "No result.") for r in results]
+        self.metrics.batch_done(commands, answers, time.perf_counter() - started)
+        self.metrics.live_entities(len(self._live))
+        return answers
 
     async def _answer_retries(self, commands: list[Command], queues: dict[tuple[str, str], list[int]],
                               results: list[Result | None]) -> None:
@@ -206,6 +213,7 @@ class ShardHost:
         except Exception:
             # Whatever stops the group (a retry racing in, a lost shard, one value the database
             # refuses) is sorted out command by command, from what Postgres holds.
+            self.metrics.group_fallback()
             for key in finals:
                 activations[key].loaded = False
                 for index in queues[key]:
@@ -371,6 +379,7 @@ class ShardHost:
             for row in rows
         ]
         await self.handle_batch(commands)
+        self.metrics.timers_fired(len(commands))
         return len(commands)
 
     @staticmethod

@@ -17,6 +17,7 @@ import ray
 from actors.commands import Command, Result
 from actors.entity import load_kinds
 from actors.shard import ShardHost
+from actors.shard_metrics import RayShardMetrics
 from actors.sharding import ShardMap
 from sharehub.devstack.ray_local import RAY_NAMESPACE
 from storage.db import create_pool
@@ -44,7 +45,8 @@ class ShardActor:
                 if self._host is None:
                     pool = await create_pool(self._database_url, min_size=1, max_size=10)
                     host = ShardHost(physical=self._physical, shard_map=self._shard_map, pool=pool,
-                                     kinds=load_kinds(self._kind_paths))
+                                     kinds=load_kinds(self._kind_paths),
+                                     metrics=RayShardMetrics(self._shard_map.actor_name(self._physical)))
                     await host.start()
                     loop = asyncio.get_running_loop()
                     self._background = [loop.create_task(self._passivate_forever(host)),

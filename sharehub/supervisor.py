@@ -180,6 +180,7 @@ def _print_banner(
         f"  Metrics      {http_url}/metrics",
         f"  Health       {http_url}/readyz",
         f"  Ray dashboard {urls.ray_dashboard_url or '(external cluster: ' + str(urls.ray_address) + ')'}",
+        f"  Shard metrics {urls.ray_metrics_url or '(the Ray cluster’s metrics agent)'}",
         f"  Outgoing mail {_mail_note(settings, urls)}",
         f"  Data         {settings.data_dir}",
         "Demo accounts:",

@@ -19,6 +19,8 @@ RAY_NAMESPACE = "sharehub"
 class RayInfo:
     address: str
     dashboard_url: str | None
+    # Where Ray's metrics agent serves Prometheus text (shard actor metrics among them).
+    metrics_url: str | None = None
 
 
 def _temp_dir_for(data_dir: Path) -> str:
@@ -31,7 +33,11 @@ def _temp_dir_for(data_dir: Path) -> str:
 def start_local_ray(data_dir: Path, *, dashboard: bool, num_cpus: int = 2) -> RayInfo:
     import ray
 
+    from sharehub.devstack.processes import free_port
+
+    metrics_port = free_port()
     ctx = ray.init(
+        _metrics_export_port=metrics_port,
         num_cpus=num_cpus,
         namespace=RAY_NAMESPACE,
         include_dashboard=dashboard,
@@ -47,7 +53,8 @@ def start_local_ray(data_dir: Path, *, dashboard: bool, num_cpus: int = 2) -> Ra
     if dashboard_url and not dashboard_url.startswith("http"):
         dashboard_url = f"http://{dashboard_url}"
     address_info: dict[str, str] = getattr(ctx, "address_info")  # noqa: B009 - untyped in Ray
-    return RayInfo(address=address_info["gcs_address"], dashboard_url=dashboard_url)
+    return RayInfo(address=address_info["gcs_address"], dashboard_url=dashboard_url,
+                   metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def connect_ray(address: str) -> None:

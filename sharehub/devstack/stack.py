@@ -29,6 +29,7 @@ class ServiceUrls:
     redis_url: str
     ray_address: str | None
     ray_dashboard_url: str | None = None
+    ray_metrics_url: str | None = None
     smtp_url: str | None = None
 
     def as_env(self) -> dict[str, str]:
@@ -95,6 +96,7 @@ class DevStack:
             redis_url=redis_url,
             ray_address=ray.address if ray else None,
             ray_dashboard_url=ray.dashboard_url if ray else None,
+            ray_metrics_url=ray.metrics_url if ray else None,
             smtp_url=smtp_url,
         )
 

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 import ray
 
@@ -17,6 +18,7 @@ from actors.router import ShardRouter
 from actors.shard_actor import shard_actor
 from actors.sharding import ShardMap
 from sharehub.config import Settings
+from sharehub.devstack import ServiceUrls
 from sharehub.platform import Platform
 from tests.entity_kinds import CREATE_TABLE, KIND_PATHS, RAY_FLEET
 
@@ -76,3 +78,20 @@ async def test_kill_9_loses_nothing_acknowledged_and_the_shard_comes_back(
     new_pid = (await victim.stats.remote())["pid"]
     assert new_pid != pid
     assert time.monotonic() - started < 60
+
+
+async def test_shards_report_prometheus_metrics_through_ray(router: ShardRouter, services: ServiceUrls) -> None:
+    """Ray's metrics agent exports what the shard actors record (every ~10 s)."""
+    assert services.ray_metrics_url
+    results = await asyncio.gather(*(router.execute(add(uuid.uuid4().hex)) for _ in range(20)))
+    assert all(r.ok for r in results)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(90):
+            async with session.get(services.ray_metrics_url) as resp:
+                text = await resp.text()
+            if "ray_sharehub_shard_commands_total{" in text and "ray_sharehub_shard_batch_seconds_bucket{" in text:
+                break
+            await asyncio.sleep(1)
+    lines = [line for line in text.splitlines() if line.startswith("ray_sharehub_shard_commands_total{")]
+    assert any('kind="counter"' in line and 'outcome="ok"' in line and f'shard="{RAY_FLEET}-shard-' in line
+               for line in lines), lines
