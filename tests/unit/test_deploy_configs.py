@@ -27,6 +27,13 @@ DASHBOARD_METRICS = (
     "http_request_duration_seconds_bucket",
     "http_requests_in_flight",
     "db_pool_connections",
+    # Recorded by the shard actors (actors/shard_metrics.py), exported by Ray with a `ray_` prefix.
+    "ray_sharehub_shard_commands_total",
+    "ray_sharehub_shard_batch_seconds_bucket",
+    "ray_sharehub_shard_batch_size_bucket",
+    "ray_sharehub_shard_live_entities",
+    "ray_sharehub_shard_group_fallbacks_total",
+    "ray_sharehub_shard_timers_fired_total",
 )
 PORT_FLAG = re.compile(r"(?:(?<![\w-])--port[= ]|--address[= ]\S*:|(?<!\S)-p )(\d+)")
 VALUES_REF = re.compile(r"\.Values((?:\.\w+)+)")
@@ -166,3 +173,8 @@ def test_grafana_dashboard_queries_gateway_metrics() -> None:
         assert any(metric in expr for metric in DASHBOARD_METRICS), f"unknown metric in {expr!r}"
     assert any("histogram_quantile(0.99" in e for e in exprs)
     assert any("histogram_quantile(0.5" in e for e in exprs)
+    recorded = (Path(__file__).resolve().parents[2] / "actors" / "shard_metrics.py").read_text()
+    for metric in DASHBOARD_METRICS:
+        if metric.startswith("ray_"):
+            name = metric.removeprefix("ray_").removesuffix("_total").removesuffix("_bucket")
+            assert f'"{name}"' in recorded, f"the shard actors do not record {name}"
