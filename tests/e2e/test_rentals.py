@@ -257,3 +257,34 @@ async def test_a_moderator_may_cancel_but_not_accept(client: Client, platform: P
     assert (await _step(client, moderator, rental["id"], "accept", expect=403))["code"] == "forbidden"
     cancelled = await _step(client, moderator, rental["id"], "cancel")
     assert cancelled["cancellation"]["by"] == "moderator"
+
+
+async def test_a_repeated_request_with_one_idempotency_key_books_once(client: Client, platform: Platform) -> None:
+    _, listing = await published_listing(client, platform)
+    renter = await register_and_login(client)
+    body = {"listing_id": listing["id"], "start": _day(120), "end": _day(121)}
+    headers = {**renter.auth, "Idempotency-Key": str(uuid.uuid4())}
+    first = await client.post("/api/v1/rentals", json=body, headers=headers)
+    again = await client.post("/api/v1/rentals", json=body, headers=headers)
+    assert (first.status, again.status) == (201, 201)
+    assert (await first.json())["id"] == (await again.json())["id"]
+    count = await platform.db.fetchval("SELECT count(*) FROM rentals WHERE listing_id = $1", uuid.UUID(listing["id"]))
+    assert count == 1
+
+
+async def test_a_paused_listing_takes_no_bookings_and_one_with_rentals_cannot_be_archived(
+    client: Client, platform: Platform
+) -> None:
+    owner, listing = await published_listing(client, platform)
+    renter = await register_and_login(client)
+    _, rental = await _request(client, renter, listing["id"], _day(130), _day(131))
+    archive = await client.post(f"/api/v1/listings/{listing['id']}/archive", headers=owner.auth)
+    assert (archive.status, (await archive.json())["code"]) == (409, "has_open_rentals")
+    shrink = await client.patch(f"/api/v1/listings/{listing['id']}", json={"rental_unit": "hour"}, headers=owner.auth)
+    assert (shrink.status, (await shrink.json())["code"]) == (409, "has_open_rentals")
+    assert (await client.post(f"/api/v1/listings/{listing['id']}/pause", headers=owner.auth)).status == 200
+    status, problem = await _request(client, renter, listing["id"], _day(140), _day(141))
+    assert (status, problem["code"]) == (409, "listing_unavailable")
+    # An open rental still moves while its listing is paused.
+    assert (await _step(client, owner, rental["id"], "decline"))["status"] == "declined"
+    assert (await client.post(f"/api/v1/listings/{listing['id']}/archive", headers=owner.auth)).status == 200
