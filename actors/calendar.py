@@ -41,8 +41,15 @@ class Calendar:
         index = bisect.bisect_left(holds, until, key=_start)
         return index == 0 or holds[index - 1].until <= start
 
-    def free_units(self, quantity: int, start: datetime, until: datetime) -> list[int]:
-        return [unit for unit in range(1, quantity + 1) if self.is_free(unit, start, until)]
+    def free_units(self, quantity: int, start: datetime, until: datetime, *, wanted: int | None = None) -> list[int]:
+        """The free unit numbers, lowest first; stops after `wanted` of them when given."""
+        free: list[int] = []
+        for unit in range(1, quantity + 1):
+            if self.is_free(unit, start, until):
+                free.append(unit)
+                if len(free) == wanted:
+                    break
+        return free
 
     def busy_count(self, quantity: int, start: datetime, until: datetime) -> int:
         return quantity - len(self.free_units(quantity, start, until))

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import immutables
 
 from actors import listing_rentals as booking
 from actors.calendar import Calendar, Hold
@@ -73,7 +73,7 @@ class Listing:
     # Set by the decision that publishes for the first time; `save` then grants the owner role.
     first_publication: bool = False
     # Rentals that can still change, by id, and the units they (and recently finished ones) hold.
-    rentals: Mapping[str, Rental] = field(default_factory=dict)
+    rentals: immutables.Map[str, Rental] = field(default_factory=immutables.Map)
     calendar: Calendar = field(default_factory=Calendar)
     # Set by a booking decision: what `save` must write besides the listing row.
     rental_writes: tuple[booking.RentalWrite, ...] = ()
@@ -144,10 +144,12 @@ class ListingKind:
             return self._do_create(command)
         if state is None:
             raise Rejected(404, "not_found", "No such listing.")
+        if is_rental or command.name == "request_booking":
+            # These set `rental_writes` and clear `first_publication` themselves (one copy of
+            # the listing per booking decision, not two: hot listings decide thousands a second).
+            return booking.rental_command(state, command) if is_rental else self._do_request_booking(state, command)
         if state.first_publication or state.rental_writes:  # written when that decision was saved
             state = dataclasses.replace(state, first_publication=False, rental_writes=())
-        if is_rental:
-            return booking.rental_command(state, command)
         assert handler is not None
         decision: Decision = handler(state, command)
         return decision
@@ -274,26 +276,32 @@ class ListingKind:
         listing_id = uuid.UUID(entity_id)
         if row["cancellation_policy"] not in self._policies:
             self._policies = {p["code"]: p["tiers"] for p in await listing_store.cancellation_policies(conn)}
-        rentals = {str(r["id"]): _rental_from_row(r) for r in await rental_store.load_open(conn, listing_id)}
+        open_rentals = await rental_store.load_open(conn, listing_id)
+        rentals = immutables.Map({str(r["id"]): _rental_from_row(r) for r in open_rentals})
         since = datetime.now(UTC) - timedelta(days=1)
         holds = await rental_store.load_holds(conn, listing_id, since)
         calendar = Calendar.of((h["unit_no"], Hold(h["start"], h["until"], str(h["rental_id"]))) for h in holds)
         return Listing(**row, rentals=rentals, calendar=calendar), version
 
     async def save(self, conn: asyncpg.Connection, entity_id: str, state: Listing, expected_version: int) -> None:
+        await self.save_chain(conn, entity_id, [(state, expected_version)])
+
+    async def save_chain(self, conn: asyncpg.Connection, entity_id: str, chain: list[tuple[Listing, int]]) -> None:
+        """Store a chain of decided states at once: the listing row as it ends (its version check
+        is the fencing point for its rentals too), and every rental write of the chain."""
+        state, expected_version = chain[-1][0], chain[0][1]
         row = {name: getattr(state, name) for name in listing_store.ENTITY_COLUMNS}
         row["id"], row["owner_id"] = uuid.UUID(state.id), uuid.UUID(state.owner_id)
         row["photos"] = [uuid.UUID(p) for p in state.photos]
         row["discounts"], row["price_overrides"] = list(state.discounts), list(state.price_overrides)
         row["blocked_periods"] = list(state.blocked_periods)
         row["published_at"] = datetime.fromisoformat(state.published_at) if state.published_at else None
-        if not await listing_store.write_row(conn, row, expected_version):
+        if not await listing_store.write_row(conn, row, expected_version, expected_version + len(chain)):
             raise VersionConflict
-        if state.first_publication:
+        if any(s.first_publication for s, _ in chain):
             # Same transaction as the approval: the author is an owner exactly when it is published.
             await listing_store.grant_owner_role(conn, row["owner_id"])
-        for write in state.rental_writes:
-            await _write_rental(conn, write)
+        await _write_rentals(conn, row["id"], [write for s, _ in chain for write in s.rental_writes])
 
 
 def _rental_from_row(row: dict[str, Any]) -> Rental:
@@ -306,32 +314,50 @@ def _rental_from_row(row: dict[str, Any]) -> Rental:
     )
 
 
-async def _write_rental(conn: asyncpg.Connection, write: booking.RentalWrite) -> None:
-    rental = write.rental
-    rental_id = uuid.UUID(rental.id)
-    row = {
-        "id": rental_id, "listing_id": uuid.UUID(rental.listing_id), "renter_id": uuid.UUID(rental.renter_id),
-        "owner_id": uuid.UUID(rental.owner_id), "status": rental.status, "rental_unit": rental.rental_unit,
-        "quantity": rental.quantity, "start_at": rental.start, "end_at": rental.end, "held_until": rental.held_until,
-        "unit_numbers": list(rental.unit_numbers), "quote": rental.quote, "total": rental.quote["total"],
-        "expires_at": rental.expires_at, "details": rental.details,
+def _rental_row(rental: Rental) -> dict[str, Any]:
+    return {
+        "id": uuid.UUID(rental.id), "listing_id": uuid.UUID(rental.listing_id),
+        "renter_id": uuid.UUID(rental.renter_id), "owner_id": uuid.UUID(rental.owner_id), "status": rental.status,
+        "rental_unit": rental.rental_unit, "quantity": rental.quantity, "start_at": rental.start,
+        "end_at": rental.end, "held_until": rental.held_until, "unit_numbers": list(rental.unit_numbers),
+        "quote": rental.quote, "total": rental.quote["total"], "expires_at": rental.expires_at,
+        "details": rental.details, "version": rental.version,
     }
-    if write.new:
-        await rental_store.insert_rental(conn, row)
-    elif not await rental_store.update_rental(conn, row, rental.version - 1):
-        raise VersionConflict
-    if write.transition is not None:
-        transition = dict(write.transition)
-        transition["rental_id"] = rental_id
-        transition["actor_id"] = uuid.UUID(transition["actor_id"]) if transition["actor_id"] else None
-        await rental_store.add_transition(conn, transition)
-    if write.hold == "insert":
-        await rental_store.hold_units(conn, rental_id, row["listing_id"], units=row["unit_numbers"],
-                                      start=rental.start, until=rental.held_until)
-    elif write.hold == "release":
-        await rental_store.release_units(conn, rental_id)
-    elif write.hold == "move":
-        await rental_store.move_hold_end(conn, rental_id, rental.held_until)
+
+
+async def _write_rentals(conn: asyncpg.Connection, listing_id: uuid.UUID, writes: list[booking.RentalWrite]) -> None:
+    """A rental written several times in one chain is stored once, as it ends; its transitions
+    all; its booking rows as its last hold change left them."""
+    last: dict[str, booking.RentalWrite] = {}
+    stored_version: dict[str, int] = {}  # the version in Postgres before this chain (0: new)
+    hold_changed: dict[str, str] = {}
+    transitions = []
+    for write in writes:
+        rental_id = write.rental.id
+        stored_version.setdefault(rental_id, 0 if write.new else write.rental.version - 1)
+        last[rental_id] = write
+        if write.hold is not None:
+            hold_changed[rental_id] = write.hold
+        if write.transition is not None:
+            actor = write.transition["actor_id"]
+            transitions.append({**write.transition, "rental_id": uuid.UUID(rental_id),
+                                "actor_id": uuid.UUID(actor) if actor else None})
+    new = [_rental_row(w.rental) for rid, w in last.items() if stored_version[rid] == 0]
+    changed = [(_rental_row(w.rental), stored_version[rid]) for rid, w in last.items() if stored_version[rid] != 0]
+    if new:
+        await rental_store.insert_rentals(conn, new)
+    if changed:
+        await rental_store.update_rentals(conn, changed)
+    if transitions:
+        await rental_store.add_transitions(conn, transitions)
+    released = [uuid.UUID(rid) for rid in hold_changed if stored_version[rid] != 0]
+    held = [
+        (uuid.UUID(rid), listing_id, unit, last[rid].rental.start, last[rid].rental.held_until)
+        for rid, change in hold_changed.items() if change != "release"
+        for unit in last[rid].rental.unit_numbers
+    ]
+    if released or held:
+        await rental_store.replace_holds(conn, released, held)
 
 
 LISTING = ListingKind()

@@ -94,7 +94,7 @@ def request_booking(listing: Listing, command: Command, policies: Mapping[str, A
         raise _invalid("quantity_too_large", f"This listing has {listing.quantity} item(s).")
     _check_period_rules(listing, period, now)
     held_until = period.end + timedelta(hours=listing.buffer_hours)
-    free = listing.calendar.free_units(listing.quantity, period.start, held_until)
+    free = listing.calendar.free_units(listing.quantity, period.start, held_until, wanted=quantity)
     if len(free) < quantity or _blocked(listing, period.start, period.end):
         raise Rejected(409, "dates_unavailable", "These dates are no longer available.")
     units = tuple(free[:quantity])
@@ -121,9 +121,9 @@ def request_booking(listing: Listing, command: Command, policies: Mapping[str, A
                                  data={"instant_book": listing.instant_book})
     new_listing = dataclasses.replace(
         listing,
-        rentals={**listing.rentals, rental_id: rental},
+        rentals=listing.rentals.set(rental_id, rental),
         calendar=listing.calendar.with_hold(units, Hold(period.start, held_until, rental_id)),
-        rental_writes=(RentalWrite(rental, True, transition, "insert"),),
+        first_publication=False, rental_writes=(RentalWrite(rental, True, transition, "insert"),),
     )
     events = [
         Event("state_changed", {"from": None, "to": status, "by": "renter", "listing_id": listing.id,
@@ -203,18 +203,15 @@ def rental_command(listing: Listing, command: Command) -> Decision:
         raise Rejected(refused.status, refused.code, refused.detail) from None
     new = step.rental
     if step.refusal is not None:
-        stored = dataclasses.replace(listing, rentals={**listing.rentals, rental_id: new},
-                                     rental_writes=(RentalWrite(new, False, None, None),))
+        stored = dataclasses.replace(listing, rentals=listing.rentals.set(rental_id, new),
+                                     first_publication=False, rental_writes=(RentalWrite(new, False, None, None),))
         return Decision(state=stored, refusal=Rejected(422, step.refusal, _HANDOVER_REFUSALS[step.refusal]))
 
     calendar, hold_write = _carry_out_hold(listing, rental, step)
-    rentals = dict(listing.rentals)
-    if new.status in machine.OPEN_STATES:
-        rentals[rental_id] = new
-    else:
-        del rentals[rental_id]
+    rentals = listing.rentals.set(rental_id, new) if new.status in machine.OPEN_STATES \
+        else listing.rentals.delete(rental_id)
     transition = _transition_row(new, name, rental.status, role, actor_id=command.actor_id, at=now, data=step.data)
-    state = dataclasses.replace(listing, rentals=rentals, calendar=calendar,
+    state = dataclasses.replace(listing, rentals=rentals, calendar=calendar, first_publication=False,
                                 rental_writes=(RentalWrite(new, False, transition, hold_write),))
     events = [Event(step.event_type, {**step.data, "listing_id": listing.id}, about=("rental", rental_id),
                     version=new.version)]

@@ -62,5 +62,8 @@ CREATE TABLE bookings (
     -- [start, held_until): the rented time plus the turnaround buffer.
     period     tstzrange NOT NULL CHECK (NOT isempty(period)),
     PRIMARY KEY (rental_id, unit_no),
+    -- Checked at commit: a group commit stores a listing's calendar changes in any order (freed
+    -- units before or after the booking that takes them); what commits never overlaps.
     CONSTRAINT bookings_no_overlap EXCLUDE USING gist (listing_id WITH =, unit_no WITH =, period WITH &&)
+        DEFERRABLE INITIALLY DEFERRED
 );

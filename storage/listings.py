@@ -24,15 +24,15 @@ ENTITY_COLUMNS = (
     "pending_revision", "rejection_reason", "published_at",
 )
 _ENTITY_LIST = ", ".join(ENTITY_COLUMNS)
+_N = len(ENTITY_COLUMNS)
 _INSERT = (
     f"INSERT INTO listings ({_ENTITY_LIST}, version) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(ENTITY_COLUMNS) + 1))}, 1) ON CONFLICT (id) DO NOTHING"
+    f"VALUES ({', '.join(f'${i}' for i in range(1, _N + 1))}, ${_N + 1}) ON CONFLICT (id) DO NOTHING"
 )
 _UPDATE = (
     "UPDATE listings SET "
     + ", ".join(f"{name} = ${i}" for i, name in enumerate(ENTITY_COLUMNS, start=1) if i > 2)
-    + f", version = version + 1, updated_at = now() WHERE id = $1 AND owner_id = $2 AND version = "
-    f"${len(ENTITY_COLUMNS) + 1}"
+    + f", version = ${_N + 2}, updated_at = now() WHERE id = $1 AND owner_id = $2 AND version = ${_N + 1}"
 )
 
 
@@ -41,12 +41,13 @@ async def load_row(conn: asyncpg.Connection, listing_id: uuid.UUID) -> dict[str,
     return dict(row) if row else None
 
 
-async def write_row(conn: asyncpg.Connection, row: dict[str, Any], expected_version: int) -> bool:
-    """Insert (expected_version 0) or update if the stored version is still `expected_version`."""
+async def write_row(conn: asyncpg.Connection, row: dict[str, Any], expected_version: int, new_version: int) -> bool:
+    """Insert (expected_version 0) or update if the stored version is still `expected_version`;
+    the row then has `new_version` (several versions at once when a chain of changes is saved)."""
     values = [row[name] for name in ENTITY_COLUMNS]
     if expected_version == 0:
-        return bool(await conn.execute(_INSERT, *values) == "INSERT 0 1")
-    return bool(await conn.execute(_UPDATE, *values, expected_version) == "UPDATE 1")
+        return bool(await conn.execute(_INSERT, *values, new_version) == "INSERT 0 1")
+    return bool(await conn.execute(_UPDATE, *values, expected_version, new_version) == "UPDATE 1")
 
 
 async def grant_owner_role(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:

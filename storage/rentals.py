@@ -42,54 +42,51 @@ async def load_holds(conn: asyncpg.Connection, listing_id: uuid.UUID, since: dat
     return rows
 
 
-async def insert_rental(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
-    await conn.execute(
-        """INSERT INTO rentals (id, listing_id, renter_id, owner_id, status, rental_unit, quantity, start_at, end_at,
-                                held_until, unit_numbers, quote, total, expires_at, details, version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 1)""",
-        row["id"], row["listing_id"], row["renter_id"], row["owner_id"], row["status"], row["rental_unit"],
-        row["quantity"], row["start_at"], row["end_at"], row["held_until"], row["unit_numbers"], row["quote"],
-        row["total"], row["expires_at"], row["details"],
+_RENTAL_FIELDS = ("id", "listing_id", "renter_id", "owner_id", "status", "rental_unit", "quantity", "start_at",
+                  "end_at", "held_until", "unit_numbers", "quote", "total", "expires_at", "details", "version")
+
+
+async def insert_rentals(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    await conn.executemany(
+        f"""INSERT INTO rentals ({", ".join(_RENTAL_FIELDS)})
+            VALUES ({", ".join(f"${i}" for i in range(1, len(_RENTAL_FIELDS) + 1))})""",
+        [tuple(row[name] for name in _RENTAL_FIELDS) for row in rows],
     )
 
 
-async def update_rental(conn: asyncpg.Connection, row: dict[str, Any], expected_version: int) -> bool:
-    result = await conn.execute(
+async def update_rentals(conn: asyncpg.Connection, rows: list[tuple[dict[str, Any], int]]) -> None:
+    """(row, version the stored row must have). Only the listing entity writes rentals, after its
+    own row passed its version check in the same transaction, so these cannot race."""
+    await conn.executemany(
         """UPDATE rentals SET status = $2, end_at = $3, held_until = $4, unit_numbers = $5, quote = $6, total = $7,
-                              expires_at = $8, details = $9, version = version + 1, updated_at = now()
-           WHERE id = $1 AND version = $10""",
-        row["id"], row["status"], row["end_at"], row["held_until"], row["unit_numbers"], row["quote"], row["total"],
-        row["expires_at"], row["details"], expected_version,
+                              expires_at = $8, details = $9, version = $10, updated_at = now()
+           WHERE id = $1 AND version = $11""",
+        [(row["id"], row["status"], row["end_at"], row["held_until"], row["unit_numbers"], row["quote"],
+          row["total"], row["expires_at"], row["details"], row["version"], expected) for row, expected in rows],
     )
-    return bool(result == "UPDATE 1")
 
 
-async def add_transition(conn: asyncpg.Connection, row: dict[str, Any]) -> None:
-    await conn.execute(
+async def add_transitions(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    await conn.executemany(
         """INSERT INTO rental_transitions (rental_id, seq, command, from_status, to_status, actor_id, actor_role,
                                            data, at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        row["rental_id"], row["seq"], row["command"], row["from_status"], row["to_status"], row["actor_id"],
-        row["actor_role"], row["data"], row["at"],
+        [(row["rental_id"], row["seq"], row["command"], row["from_status"], row["to_status"], row["actor_id"],
+          row["actor_role"], row["data"], row["at"]) for row in rows],
     )
 
 
-async def hold_units(conn: asyncpg.Connection, rental_id: uuid.UUID, listing_id: uuid.UUID, *, units: list[int],
-                     start: datetime, until: datetime) -> None:
-    await conn.executemany(
-        "INSERT INTO bookings (rental_id, listing_id, unit_no, period) VALUES ($1, $2, $3, $4)",
-        [(rental_id, listing_id, unit, Range(start, until)) for unit in units],
-    )
-
-
-async def release_units(conn: asyncpg.Connection, rental_id: uuid.UUID) -> None:
-    await conn.execute("DELETE FROM bookings WHERE rental_id = $1", rental_id)
-
-
-async def move_hold_end(conn: asyncpg.Connection, rental_id: uuid.UUID, until: datetime) -> None:
-    await conn.execute(
-        "UPDATE bookings SET period = tstzrange(lower(period), $2) WHERE rental_id = $1", rental_id, until
-    )
+async def replace_holds(conn: asyncpg.Connection, released: list[uuid.UUID],
+                        held: list[tuple[uuid.UUID, uuid.UUID, int, datetime, datetime]]) -> None:
+    """Drop the booking rows of `released` rentals, then store `held` rows (rental, listing, unit,
+    start, until). A moved hold is both: its old rows go, its new ones come."""
+    if released:
+        await conn.execute("DELETE FROM bookings WHERE rental_id = ANY($1::uuid[])", released)
+    if held:
+        await conn.executemany(
+            "INSERT INTO bookings (rental_id, listing_id, unit_no, period) VALUES ($1, $2, $3, $4)",
+            [(rental, listing, unit, Range(start, until)) for rental, listing, unit, start, until in held],
+        )
 
 
 # ---------------------------------------------------------------------------- reads for the gateway

@@ -88,23 +88,24 @@ async def mark_consumed(conn: asyncpg.Connection, consumer: str, event_id: uuid.
     return bool(result == "INSERT 0 1")
 
 
-async def set_timer(
-    conn: asyncpg.Connection, *, fleet: str, shard: int, kind: str, entity_id: str, name: str,
-    fire_at: Any, payload: dict[str, Any],
-) -> None:
-    await conn.execute(
+async def set_timers(conn: asyncpg.Connection, fleet: str, timers: list[tuple[int, str, str, str, Any, Any]]) -> None:
+    """timers: (logical shard, kind, entity id, name, fire at, payload); a timer of the same name
+    is replaced, with a new command id (so a firing of the old one cannot consume the new one)."""
+    await conn.executemany(
         """INSERT INTO entity_timers (fleet, logical_shard, entity_kind, entity_id, name, fire_at, command_id, payload)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (entity_kind, entity_id, name) DO UPDATE
              SET fire_at = EXCLUDED.fire_at, command_id = EXCLUDED.command_id, payload = EXCLUDED.payload,
                  fleet = EXCLUDED.fleet, logical_shard = EXCLUDED.logical_shard""",
-        fleet, shard, kind, entity_id, name, fire_at, uuid.uuid4(), payload,
+        [(fleet, shard, kind, entity_id, name, fire_at, uuid.uuid4(), payload)
+         for shard, kind, entity_id, name, fire_at, payload in timers],
     )
 
 
-async def cancel_timer(conn: asyncpg.Connection, kind: str, entity_id: str, name: str) -> None:
-    await conn.execute(
-        "DELETE FROM entity_timers WHERE entity_kind = $1 AND entity_id = $2 AND name = $3", kind, entity_id, name
+async def cancel_timers(conn: asyncpg.Connection, timers: list[tuple[str, str, str]]) -> None:
+    """timers: (kind, entity id, name)."""
+    await conn.executemany(
+        "DELETE FROM entity_timers WHERE entity_kind = $1 AND entity_id = $2 AND name = $3", timers
     )
 
 
