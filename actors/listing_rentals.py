@@ -101,8 +101,8 @@ def request_booking(listing: Listing, command: Command, policies: Mapping[str, A
 
     terms = _terms(listing)
     priced = quote(terms, period, quantity)
-    priced["terms"] = dataclasses.asdict(terms) | {"discounts": list(terms.discounts),
-                                                   "price_overrides": list(terms.price_overrides)}
+    priced["terms"] = {"price_per_unit": terms.price_per_unit, "deposit": terms.deposit,
+                       "discounts": list(terms.discounts), "price_overrides": list(terms.price_overrides)}
     priced["cancellation_policy"] = listing.cancellation_policy
     priced["cancellation_tiers"] = policies[listing.cancellation_policy]
     status = "accepted" if listing.instant_book else "requested"

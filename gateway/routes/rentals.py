@@ -56,8 +56,6 @@ async def request_rental(request: web.Request) -> web.Response:
     if await store.open_requests(platform(request).db, renter.user_id) >= MAX_OPEN_REQUESTS:
         raise ApiError(429, "too_many_open_requests",
                        f"You have {MAX_OPEN_REQUESTS} requests waiting for an answer; wait or cancel one.")
-    if not await platform(request).db.fetchval("SELECT 1 FROM listings WHERE id = $1", body.listing_id):
-        raise not_found("listing")
     rental_id = uuid.uuid4()
     payload = {"rental_id": str(rental_id), "start": body.start, "end": body.end, "quantity": body.quantity}
     await execute(request, LISTING, body.listing_id, "request_booking", payload)
