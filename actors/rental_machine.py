@@ -286,6 +286,8 @@ def apply(rental: Rental, command: str, role: Role, payload: dict[str, Any], now
         stored = dataclasses.replace(rental, details=draft.details, version=rental.version + 1)
         return Step(stored, transition, "", refusal=draft.refusal)
     status = transition.target or rental.status
+    if rental.status == "requested" and status != "requested":
+        draft.changes["expires_at"] = None  # answered (or expired): no deadline any more
     data = {"from": rental.status, "to": status, "by": role, **draft.data} if transition.target else draft.data
     new = dataclasses.replace(rental, status=status, details=draft.details, version=rental.version + 1,
                               seq=rental.seq + 1, **draft.changes)

@@ -62,7 +62,8 @@ async def test_a_rental_walks_from_request_to_completion(client: Client, platfor
     assert rental["expires_at"] is not None
 
     rental_id = rental["id"]
-    assert (await _step(client, owner, rental_id, "accept"))["status"] == "accepted"
+    accepted = await _step(client, owner, rental_id, "accept")
+    assert accepted["status"] == "accepted" and accepted["expires_at"] is None
     issued = await _step(client, owner, rental_id, "handover")
     code = issued["handover_code"]
     assert len(code) == 6 and issued["status"] == "accepted"
