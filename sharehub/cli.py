@@ -99,13 +99,15 @@ async def _seed(args: argparse.Namespace, settings: Settings) -> int:
         assert ready.database_url
         await migrate(ready.database_url, ready.migrations_dir)
         demo = await ensure_demo_accounts(platform, ready.data_dir)
-        report = await seed_database(platform.db, users=args.users, listings=args.listings, seed=args.seed)
+        report = await seed_database(platform.db, users=args.users, listings=args.listings, rentals=args.rentals,
+                                     seed=args.seed)
     for account in demo:
         print(f"{account['email']}  {account['password']}  ({account['roles']})")
     if report.skipped:
         print(f"seed {args.seed} was loaded before; nothing added")
     else:
-        print(f"added {report.users} users (password: {SEED_PASSWORD}) and {report.listings} listings")
+        print(f"added {report.users} users (password: {SEED_PASSWORD}), {report.listings} listings "
+              f"and {report.rentals} rentals")
     return 0
 
 
@@ -145,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--display-name")
     create.add_argument("--role", action="append", choices=["user", "owner", "moderator", "admin"])
 
-    seed = sub.add_parser("seed", help="demo data: admin and moderator accounts, users, listings")
+    seed = sub.add_parser("seed", help="demo data: admin and moderator accounts, users, listings, rentals")
     seed.add_argument("--users", type=int, default=200)
     seed.add_argument("--listings", type=int, default=2000)
+    seed.add_argument("--rentals", type=int, default=5000, help="rental histories on the published listings")
     seed.add_argument("--seed", type=int, default=1, help="same seed, same data")
 
     keys = sub.add_parser("keys", help="JWT signing keys")

@@ -32,6 +32,7 @@ log = logging.getLogger("sharehub.run")
 _RESTART_BACKOFF_SECS = 2.0
 _DEMO_USERS = 200
 _DEMO_LISTINGS = 2000
+_DEMO_RENTALS = 5000
 
 
 class _Stop(Exception):
@@ -49,9 +50,11 @@ async def prepare_database(settings: Settings) -> list[dict[str, str]]:
         print(f"  migrated {migration.version:04d}_{migration.name}")
     async with open_platform(settings) as platform:
         demo = await ensure_demo_accounts(platform, settings.data_dir)
-        report = await seed_database(platform.db, users=_DEMO_USERS, listings=_DEMO_LISTINGS, seed=1)
+        report = await seed_database(platform.db, users=_DEMO_USERS, listings=_DEMO_LISTINGS, rentals=_DEMO_RENTALS,
+                                     seed=1)
         if not report.skipped:
-            print(f"  demo data: {report.users} users (password: {SEED_PASSWORD}), {report.listings} listings")
+            print(f"  demo data: {report.users} users (password: {SEED_PASSWORD}), {report.listings} listings, "
+                  f"{report.rentals} rentals")
         return demo
 
 

@@ -140,3 +140,41 @@ DESCRIPTION_CLOSERS = (
     "Пишите в чат — отвечаю быстро.",
     "Залог возвращаю сразу после возврата вещи.",
 )
+
+# Demand per category for the seeded rental histories (sharehub/seed/rentals.py): a relative
+# request rate per listing, and the season it follows.
+#   category: (popularity, season)
+DEMAND: dict[str, tuple[float, str]] = {
+    "power-tools": (1.8, "building"), "hand-tools": (0.9, "building"), "garden-tools": (1.2, "garden"),
+    "construction": (1.0, "building"), "laptops": (0.8, "indoor"), "consoles": (1.3, "indoor"),
+    "audio": (1.1, "festive"), "projectors": (0.9, "indoor"), "cameras": (1.2, "travel"),
+    "lenses": (0.8, "travel"), "drones": (0.9, "travel"), "lighting": (0.6, "flat"), "bikes": (1.5, "summer"),
+    "winter-sports": (1.1, "winter"), "water-sports": (1.2, "summer"), "fitness": (0.5, "flat"),
+    "tents": (1.4, "summer"), "sleeping-bags": (1.0, "summer"), "backpacks": (0.8, "summer"),
+    "camping-gear": (1.1, "summer"), "strollers": (0.7, "flat"), "car-seats": (0.9, "flat"),
+    "toys": (0.8, "festive"), "scooters": (1.2, "summer"), "car-accessories": (1.0, "travel"),
+    "trailers": (0.9, "travel"), "event-decor": (0.8, "festive"), "sound-light": (1.0, "festive"),
+    "event-furniture": (0.9, "festive"), "costumes": (0.7, "festive"), "cleaning": (1.3, "building"),
+    "appliances": (0.5, "flat"),
+}
+
+# Month-of-year demand multipliers, January first (about 1 on average over the year).
+SEASONS: dict[str, tuple[float, ...]] = {
+    "flat": (1.0,) * 12,
+    "summer": (0.3, 0.3, 0.5, 0.8, 1.3, 1.8, 2.0, 1.9, 1.2, 0.7, 0.4, 0.4),
+    "winter": (2.0, 2.0, 1.4, 0.4, 0.1, 0.1, 0.1, 0.1, 0.2, 0.5, 1.3, 2.2),
+    "garden": (0.2, 0.2, 0.6, 1.5, 1.9, 1.6, 1.4, 1.4, 1.4, 1.0, 0.4, 0.2),
+    "building": (0.6, 0.6, 0.8, 1.2, 1.4, 1.3, 1.3, 1.3, 1.2, 1.0, 0.7, 0.6),
+    "travel": (0.7, 0.7, 0.8, 0.9, 1.1, 1.3, 1.4, 1.3, 1.1, 0.9, 0.8, 1.0),
+    "indoor": (1.3, 1.2, 1.1, 0.9, 0.8, 0.7, 0.7, 0.8, 0.9, 1.0, 1.2, 1.4),
+    # New Year parties in December, weddings and birthdays in the summer.
+    "festive": (0.9, 0.7, 0.9, 0.8, 1.0, 1.3, 1.2, 1.1, 1.0, 0.9, 1.2, 2.4),
+}
+
+DECLINE_REASONS = (
+    "Вещь в ремонте",
+    "Уезжаю в эти даты, не смогу передать",
+    "Уже договорился с другим арендатором",
+    "На эти дни вещь нужна мне самому",
+    "Далеко ехать до места встречи",
+)

@@ -1,8 +1,11 @@
-"""Generate and bulk-load demo users and listings (COPY, thousands of rows per second).
+"""Generate and bulk-load demo users, listings and rental histories (COPY, thousands of rows per
+second).
 
-Deterministic: the same `seed` gives the same people, ids and listings. Seeded accounts share one
-password (hashed once), printed by `sharehub seed`. Listings are written straight to their table
-(new ids, so no entity actor holds them yet); actors load them on first use like any other."""
+Deterministic: the same `seed` gives the same people, ids, listings and rentals (rental dates are
+relative to `now`; see sharehub/seed/rentals.py). Seeded accounts share one password (hashed
+once), printed by `sharehub seed`. Listings and rentals are written straight to their tables (new
+ids, so no entity actor holds them yet); actors load them on first use like any other. Seed while
+the platform is stopped (as `make run` does, before it starts the shard actors)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import asyncpg
 
 from sharehub.progress import Progress
 from sharehub.security.passwords import hash_password
+from sharehub.seed import seeded_uuid
 from sharehub.seed.catalog import (
     CITIES,
     DESCRIPTION_CLOSERS,
@@ -26,6 +30,8 @@ from sharehub.seed.catalog import (
     LAST_INITIALS,
     ItemTemplate,
 )
+from sharehub.seed.rentals import seed_rentals
+from storage.db import connection
 from storage.listings import ENTITY_COLUMNS
 
 # Demo accounts only (printed by `sharehub seed`); never a real user's password.
@@ -38,15 +44,17 @@ _STATUSES = (("published", 0.85), ("paused", 0.05), ("pending_review", 0.04), ("
 class SeedReport:
     users: int
     listings: int
+    rentals: int
     skipped: bool
-
-
-def _uuid(rng: random.Random) -> uuid.UUID:
-    return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
 def _email(seed: int, index: int) -> str:
     return f"user{index}.s{seed}@seed.sharehub.local"
+
+
+def _emails_like(seed: int) -> str:
+    """The LIKE pattern of every email of the seed's users."""
+    return f"user%.s{seed}@seed.sharehub.local"
 
 
 def _city(rng: random.Random) -> tuple[str, float, float]:
@@ -72,7 +80,7 @@ def _listing_row(rng: random.Random, owner: tuple[uuid.UUID, str], now: datetime
     created = now - timedelta(days=rng.uniform(1, 365))
     discounts = [{"min_units": 3, "percent": 10}, {"min_units": 7, "percent": 20}] if rng.random() < 0.4 else []
     return {
-        "id": _uuid(rng), "owner_id": owner[0], "status": status, "title": name, "description": description,
+        "id": seeded_uuid(rng), "owner_id": owner[0], "status": status, "title": name, "description": description,
         "photos": [], "category_id": item.category_id, "attributes": {}, "city": city, "lat": lat, "lon": lon,
         "rental_unit": "hour" if hourly else "day", "price_per_unit": price_rub * 100, "discounts": discounts,
         "price_overrides": [], "deposit": int(daily_rub * item.deposit_factor) // 100 * 10000,
@@ -89,18 +97,28 @@ def _users(rng: random.Random, seed: int, count: int) -> Iterator[tuple[Any, ...
     for index in range(count):
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_INITIALS)}."
         city = _city(rng)[0]
-        yield (_uuid(rng), _email(seed, index), name, city)
+        yield (seeded_uuid(rng), _email(seed, index), name, city)
 
 
-async def seed_database(pool: asyncpg.Pool, *, users: int, listings: int, seed: int) -> SeedReport:
+async def seed_database(pool: asyncpg.Pool, *, users: int, listings: int, seed: int, rentals: int = 0,
+                        now: datetime | None = None) -> SeedReport:
+    """Load the seed's users, listings and `rentals` rentals, once. A seed loaded before rental
+    histories existed gets its rentals on the next call (`make run` on an older data directory)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
-    async with pool.acquire() as conn:
+    now = now or datetime.now(UTC)
+    async with connection(pool) as conn:
         if await conn.fetchval("SELECT 1 FROM users WHERE email = $1", _email(seed, 0)):
-            return SeedReport(0, 0, skipped=True)
+            has_rentals = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM rentals r JOIN users u ON u.id = r.renter_id WHERE u.email LIKE $1)",
+                _emails_like(seed))
+            if rentals <= 0 or has_rentals:
+                return SeedReport(0, 0, 0, skipped=True)
+            async with conn.transaction():
+                added = await seed_rentals(conn, users_like=_emails_like(seed), count=rentals, seed=seed, now=now)
+            return SeedReport(0, 0, added, skipped=False)
         password_hash = hash_password(SEED_PASSWORD)
         people = list(_users(rng, seed, users))
         owners = [(uid, name) for uid, _, name, _ in people]
-        now = datetime.now(UTC)
         async with conn.transaction():
             with Progress("users", len(people)) as progress:
                 for start in range(0, len(people), _CHUNK):
@@ -126,4 +144,7 @@ async def seed_database(pool: asyncpg.Pool, *, users: int, listings: int, seed: 
                    WHERE id = ANY($1::uuid[]) AND NOT 'owner' = ANY (roles)""",
                 list(listing_owners),
             )
-    return SeedReport(users=users, listings=listings, skipped=False)
+            added = 0
+            if rentals > 0:
+                added = await seed_rentals(conn, users_like=_emails_like(seed), count=rentals, seed=seed, now=now)
+    return SeedReport(users=users, listings=listings, rentals=added, skipped=False)
