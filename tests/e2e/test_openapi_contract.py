@@ -89,10 +89,25 @@ async def _admin_token(platform: Platform, base: str) -> str:
     return token
 
 
+# CPython 3.11.7 keeps the AST constructor's recursion counter per interpreter, not per thread, so
+# two schemathesis workers parsing source at the same moment (hypothesis parses a module to describe
+# a filter lambda) can fail with "SystemError: AST constructor recursion depth mismatch". The CLI runs
+# with `ast.parse` behind a lock: one parse at a time.
+_SCHEMATHESIS_CLI = """
+import ast, runpy, threading
+_parse, _lock = ast.parse, threading.Lock()
+def _parse_one_at_a_time(*args, **kwargs):
+    with _lock:
+        return _parse(*args, **kwargs)
+ast.parse = _parse_one_at_a_time
+runpy.run_module("schemathesis.cli", run_name="__main__", alter_sys=True)
+"""
+
+
 def _schemathesis(base: str, token: str, *filters: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
-            sys.executable, "-m", "schemathesis.cli",
+            sys.executable, "-c", _SCHEMATHESIS_CLI,
             "--config-file", str(REPO_ROOT / "tests" / "schemathesis.toml"),
             "run", str(SPEC_PATH),
             "--url", base,

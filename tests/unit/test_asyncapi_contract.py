@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
@@ -18,18 +19,72 @@ def _spec() -> dict[str, Any]:
     return spec
 
 
+def _source(module: str) -> str:
+    return (REPO_ROOT / "actors" / f"{module}.py").read_text()
+
+
 def _emitted(module: str) -> set[str]:
-    return set(re.findall(r'Event\("([a-z_]+)"', (REPO_ROOT / "actors" / f"{module}.py").read_text()))
+    return set(re.findall(r'Event\("([a-z_]+)"', _source(module)))
+
+
+def _events_by_subject_kind(module: str) -> dict[str, set[str]]:
+    """The literal `Event(...)` types in `module`, by the kind they are published under: the one
+    named in `about=(kind, id)`, or the emitting entity's own ("self")."""
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(_source(module))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Event"):
+            continue
+        if not (node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            continue  # the type is computed (a rental step's event type): see _rental_step_events
+        kind = "self"
+        for keyword in node.keywords:
+            if keyword.arg == "about" and isinstance(keyword.value, ast.Tuple):
+                first = keyword.value.elts[0]
+                assert isinstance(first, ast.Constant), "about=(kind, id) names its kind literally"
+                kind = str(first.value)
+        found.setdefault(kind, set()).add(node.args[0].value)
+    return found
+
+
+def _rental_step_events() -> set[str]:
+    """Every event type a rental step can have: the machine's default and each one it assigns."""
+    source = _source("rental_machine")
+    default = re.findall(r'event_type: str = "([a-z_]+)"', source)
+    assert default, "the machine's default event type moved"
+    return set(default) | set(re.findall(r'\.event_type = "([a-z_]+)"', source))
+
+
+def _documented(spec: dict[str, Any], channel_name: str) -> tuple[set[str], set[str]]:
+    channel = spec["channels"][channel_name]
+    enum = set(channel["parameters"]["eventType"]["enum"])
+    names = {spec["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]["name"]
+             for ref in channel["messages"].values()}
+    return enum, names
 
 
 def test_every_listing_event_is_documented() -> None:
     spec = _spec()
     assert spec["asyncapi"].startswith("3.")
-    channel = spec["channels"]["listingEvents"]
-    documented = set(channel["parameters"]["eventType"]["enum"])
-    names = {spec["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]["name"]
-             for ref in channel["messages"].values()}
-    assert _emitted("listing") == documented == names
+    enum, names = _documented(spec, "listingEvents")
+    # The listing's own lifecycle, and the calendar changes its rental decisions publish.
+    emitted = _emitted("listing") | _events_by_subject_kind("listing_rentals").get("self", set())
+    assert emitted == enum == names
+
+
+def test_every_rental_event_is_documented() -> None:
+    spec = _spec()
+    enum, names = _documented(spec, "rentalEvents")
+    assert spec["channels"]["rentalEvents"]["address"].startswith("rental.")
+    # A booking request's own event, and every step of the machine (published about the rental).
+    emitted = _events_by_subject_kind("listing_rentals").get("rental", set()) | _rental_step_events()
+    assert emitted == enum == names
+    assert set(_events_by_subject_kind("listing_rentals")) <= {"self", "rental"}
+
+
+def test_every_entity_kind_of_a_subject_is_in_the_envelope() -> None:
+    spec = _spec()
+    kinds = {channel["address"].split(".", 1)[0] for channel in spec["channels"].values()}
+    assert kinds == set(spec["components"]["schemas"]["Envelope"]["properties"]["kind"]["enum"])
 
 
 def test_the_stream_named_in_the_spec_is_the_relays() -> None:
