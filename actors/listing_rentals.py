@@ -17,7 +17,7 @@ from actors import rental_machine as machine
 from actors.calendar import Calendar, Hold
 from actors.commands import Command
 from actors.entity import CancelTimer, Decision, Event, Rejected, SetTimer
-from actors.periods import PeriodError, RentalPeriod, day_start, local_day, now_utc, overlaps
+from actors.periods import UNIT_LENGTH, PeriodError, RentalPeriod, day_start, local_day, now_utc, overlaps
 from actors.quotes import PricingTerms, quote
 
 if TYPE_CHECKING:
@@ -71,13 +71,15 @@ def _check_period_rules(listing: Listing, period: RentalPeriod, now: datetime) -
         raise _invalid("start_in_past", "The start has already passed.")
     if listing.min_notice_hours and period.start < now + timedelta(hours=listing.min_notice_hours):
         raise _invalid("too_soon", f"The owner needs {listing.min_notice_hours} hours' notice.")
-    if period.start > now + BOOKING_HORIZON:
-        raise _invalid("too_far_ahead", "Bookings open at most a year ahead.")
+    if period.start > now + BOOKING_HORIZON or period.end > now + BOOKING_HORIZON + UNIT_LENGTH[period.unit]:
+        raise _invalid("too_far_ahead", "Bookings open at most a year ahead, start and end.")
 
 
 def request_booking(listing: Listing, command: Command, policies: Mapping[str, Any]) -> Decision:
     now = now_utc()
     payload = command.payload
+    if listing.status not in ("published", "paused") and command.actor_id != listing.owner_id:
+        raise Rejected(404, "not_found", "No such listing.")  # drafts and archived ones are not public
     if listing.status != "published":
         raise Rejected(409, "listing_unavailable", "This listing is not taking bookings.")
     if command.actor_id == listing.owner_id:
@@ -176,7 +178,7 @@ def _extension_end(rental: machine.Rental, raw: str) -> datetime:
         if rental.rental_unit == "day":
             return day_start(date.fromisoformat(raw) + timedelta(days=1))
         return RentalPeriod.for_hours(rental.start, datetime.fromisoformat(raw)).end
-    except (ValueError, PeriodError) as exc:
+    except (ValueError, OverflowError, PeriodError) as exc:
         raise _invalid("invalid_period", f"Not a valid end for this rental: {exc}") from None
 
 
@@ -192,6 +194,8 @@ def rental_command(listing: Listing, command: Command) -> Decision:
     payload = dict(command.payload)
     if name == "request_extension":
         payload["end"] = _extension_end(rental, str(payload.get("end", "")))
+        if payload["end"] > now_utc() + BOOKING_HORIZON + UNIT_LENGTH[rental.rental_unit]:
+            raise _invalid("too_far_ahead", "Bookings open at most a year ahead, start and end.")
         if listing.max_units is not None and RentalPeriod(rental.rental_unit, rental.start, payload["end"]).units > \
                 listing.max_units:
             raise _invalid("duration_too_long", f"This listing is rented for at most {listing.max_units} units.")

@@ -66,7 +66,7 @@ class RentalPeriod:
             return cls.for_hours(datetime.fromisoformat(start), datetime.fromisoformat(end))
         except PeriodError:
             raise
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: a date near year 9999
             expected = "dates (YYYY-MM-DD)" if unit == "day" else "date-times with an offset"
             raise PeriodError(f"This listing is rented by the {unit}: start and end must be {expected}.") from None
 
@@ -81,11 +81,22 @@ class RentalPeriod:
         return [start + step * i for i in range(self.units)]
 
     def wire(self) -> dict[str, str]:
-        """Back to the client's vocabulary: first and last day, or the two instants."""
-        if self.unit == "day":
-            return {"start": local_day(self.start).isoformat(),
-                    "end": (local_day(self.end) - timedelta(days=1)).isoformat()}
-        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+        """Back to the client's vocabulary: first and last day, or the two instants (Moscow time,
+        as the availability calendar shows them)."""
+        return {"start": wire_start(self.unit, self.start), "end": wire_end(self.unit, self.end)}
+
+
+def wire_start(unit: str, start: datetime) -> str:
+    if unit == "day":
+        return local_day(start).isoformat()
+    return start.astimezone(LISTING_TIME_ZONE).isoformat()
+
+
+def wire_end(unit: str, end: datetime) -> str:
+    """An exclusive end as the client says it: the last day of a day rental, or the instant."""
+    if unit == "day":
+        return (local_day(end) - timedelta(days=1)).isoformat()
+    return end.astimezone(LISTING_TIME_ZONE).isoformat()
 
 
 def overlaps(a_start: datetime, a_end: datetime, b_start: datetime, b_end: datetime) -> bool:

@@ -137,7 +137,8 @@ def find_transition(rental: Rental, command: str, role: Role) -> Transition:
     """The transition `role` may fire with `command` now, or why not (409 wrong state, 403 role)."""
     candidates = [t for t in TRANSITIONS if t.command == command and rental.status in t.sources]
     if not candidates:
-        raise TransitionRefused(409, "invalid_transition", f"A {rental.status} rental cannot take {command!r}.")
+        raise TransitionRefused(409, "invalid_transition",
+                                f"The rental is {rental.status}: {command!r} does not apply.")
     for transition in candidates:
         if role in transition.who:
             return transition
@@ -195,7 +196,10 @@ def _on_expire(draft: _Draft) -> None:
 
 
 def _on_cancel(draft: _Draft) -> None:
-    draft.details["cancellation"] = draft.data = _cancellation(draft.rental, draft.role, draft.now)
+    cancellation = _cancellation(draft.rental, draft.role, draft.now)
+    if draft.payload.get("reason"):
+        cancellation["reason"] = draft.payload["reason"]
+    draft.details["cancellation"] = draft.data = cancellation
     draft.hold = HoldChange("release")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from actors.periods import RentalPeriod
+from actors.periods import RentalPeriod, wire_end
 from actors.rental_machine import Rental, late_fee
 from sharehub.security.tokens import AccessClaims
 
@@ -22,6 +22,13 @@ def viewer_role(rental: dict[str, Any], viewer: AccessClaims) -> str | None:
     if {"moderator", "admin"} & viewer.roles:
         return "moderator"
     return None
+
+
+def _extension(extension: dict[str, Any] | None, unit: str) -> dict[str, Any] | None:
+    """A waiting extension, its end said like the rental's (the last day, or the instant)."""
+    if extension is None:
+        return None
+    return {**extension, "end": wire_end(unit, datetime.fromisoformat(extension["end"]))}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -48,8 +55,10 @@ def rental_view(rental: dict[str, Any], role: str, *, now: datetime,
         "total": rental["total"],
         "currency": "RUB",
         "expires_at": _iso(rental["expires_at"]),
-        "extension": details.get("extension"),
-        "extensions": details.get("extensions", []),
+        "extension": _extension(details.get("extension"), rental["rental_unit"]),
+        "extensions": [{"from": wire_end(rental["rental_unit"], datetime.fromisoformat(e["from"])),
+                        "to": wire_end(rental["rental_unit"], datetime.fromisoformat(e["to"]))}
+                       for e in details.get("extensions", [])],
         "cancellation": details.get("cancellation"),
         "late_fee": details.get("late_fee", _accrued_late_fee(rental, now)),
         "handover_code": details.get("handover_code") if role == "owner" else None,

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from actors.periods import local_day, now_utc
 from sharehub.platform import Platform
 from storage import rentals as rental_store
-from tests.helpers import LoggedIn, make_user_with_roles, published_listing, register_and_login
+from tests.helpers import DRILL, LoggedIn, make_user_with_roles, published_listing, register_and_login
 
 Client = TestClient[Any, Any]
 
@@ -127,6 +127,12 @@ async def test_who_may_fire_what(client: Client, platform: Platform) -> None:
     assert (status, hourly["code"]) == (422, "invalid_period")
     status, _ = await _request(client, renter, str(uuid.uuid4()), _day(40), _day(41))
     assert status == 404
+    for start, end in [(_day(40), "9999-12-31"), (_day(40), _day(400)), (_day(370), _day(371))]:
+        status, far = await _request(client, renter, listing["id"], start, end)
+        assert status == 422 and far["code"] in ("too_far_ahead", "invalid_period"), far
+    draft = await client.post("/api/v1/listings", json={**DRILL, "title": "Черновик"}, headers=owner.auth)
+    status, hidden = await _request(client, renter, (await draft.json())["id"], _day(40), _day(41))
+    assert (status, hidden["code"]) == (404, "not_found")  # someone else's draft does not exist
 
 
 async def test_cancellations_follow_the_policy(client: Client, platform: Platform) -> None:
@@ -135,6 +141,7 @@ async def test_cancellations_follow_the_policy(client: Client, platform: Platfor
     _, rental = await _request(client, renter, listing["id"], _day(3), _day(4))
     await _step(client, owner, rental["id"], "accept")
     cancelled = await _step(client, renter, rental["id"], "cancel", {"reason": "Планы изменились"})
+    assert cancelled["cancellation"]["reason"] == "Планы изменились"
     # Strict: 50 % back with a week's notice, nothing later; three days ahead gives nothing back.
     assert cancelled["status"] == "cancelled"
     assert cancelled["cancellation"]["refund_percent"] == 0 and not cancelled["cancellation"]["owner_penalty"]
@@ -179,6 +186,7 @@ async def test_hourly_rentals_and_their_calendar(client: Client, platform: Platf
                                     quantity=2)
     assert status == 201, rental
     assert rental["units"] == 3 and rental["quote"]["rent"] == 3 * 2 * 50_000
+    assert (rental["start"], rental["end"]) == (f"{day}T10:00:00+03:00", f"{day}T13:00:00+03:00")
     hours = await (await client.get(f"/api/v1/listings/{listing['id']}/availability",
                                     params={"from": day, "to": day})).json()
     free = {item["start"][11:16]: item["free"] for item in hours["items"]}
