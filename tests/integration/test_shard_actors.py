@@ -85,13 +85,16 @@ async def test_shards_report_prometheus_metrics_through_ray(router: ShardRouter,
     assert services.ray_metrics_url
     results = await asyncio.gather(*(router.execute(add(uuid.uuid4().hex)) for _ in range(20)))
     assert all(r.ok for r in results)
+    def reported(text: str) -> bool:
+        return any(line.startswith("ray_sharehub_shard_commands_total{") and 'kind="counter"' in line
+                   and 'outcome="ok"' in line and f'shard="{RAY_FLEET}-shard-' in line for line in text.splitlines())
+
+    text = ""
     async with aiohttp.ClientSession() as session:
         for _ in range(90):
             async with session.get(services.ray_metrics_url) as resp:
                 text = await resp.text()
-            if "ray_sharehub_shard_commands_total{" in text and "ray_sharehub_shard_batch_seconds_bucket{" in text:
+            if reported(text) and "ray_sharehub_shard_batch_seconds_bucket{" in text:
                 break
             await asyncio.sleep(1)
-    lines = [line for line in text.splitlines() if line.startswith("ray_sharehub_shard_commands_total{")]
-    assert any('kind="counter"' in line and 'outcome="ok"' in line and f'shard="{RAY_FLEET}-shard-' in line
-               for line in lines), lines
+    assert reported(text), [line for line in text.splitlines() if "sharehub_shard_commands" in line]
