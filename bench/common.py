@@ -15,9 +15,11 @@ from sharehub.devstack import DevStack, ServiceUrls
 
 
 @contextmanager
-def throwaway_stack(*, with_ray: bool = False) -> Iterator[ServiceUrls]:
+def throwaway_stack(*, with_ray: bool = False, durable: bool = False) -> Iterator[ServiceUrls]:
+    """Embedded services in a temporary directory. `durable=False` turns off fsync (faster, fine
+    for most benchmarks); a benchmark of acknowledged commits passes True to pay what production pays."""
     with tempfile.TemporaryDirectory(prefix="shr-bench-") as tmp:
-        stack = DevStack(Path(tmp), durable=False, with_ray=with_ray, ray_dashboard=False)
+        stack = DevStack(Path(tmp), durable=durable, with_ray=with_ray, ray_dashboard=False)
         try:
             yield stack.start()
         finally:
