@@ -131,12 +131,12 @@ class ShardHost:
     # ------------------------------------------------------------------ commands
 
     async def handle_batch(self, commands: list[Command]) -> list[Result]:
-        """Group commit. Retries of committed commands get their stored answer (one query for the
-        batch). Each entity's commands are then decided one after another on its in-memory state
-        (a chain, in arrival order), and every change of every entity in the batch is stored in
-        one transaction: one lease check, one commit - so a hot listing taking 100 bookings in a
-        batch pays for one commit, not 100. Nothing is answered before that commit; if it fails,
-        the entities involved reload from Postgres and their commands run one by one."""
+        """Group commit. Each entity's commands are decided one after another on its in-memory
+        state (a chain, in arrival order), and every change of every entity in the batch is
+        stored in one transaction: one lease-and-retry check, one commit - so a hot listing taking
+        100 bookings in a batch pays for one commit, not 100. Nothing is answered before that
+        commit; if it fails (or a command is a retry), the entities involved reload from
+        Postgres as needed and their commands run one by one."""
         started = time.perf_counter()
         results: list[Result | None] = [None] * len(commands)
         queues: dict[tuple[str, str], list[int]] = {}
@@ -146,7 +146,6 @@ class ShardHost:
                 results[index] = refusal
             else:
                 queues.setdefault((command.kind, command.entity_id), []).append(index)
-        await self._answer_retries(commands, queues, results)
         activations = {key: self._activation(key) for key in queues}
         async with contextlib.AsyncExitStack() as held:
             for key in sorted(activations):  # a fixed order, so two batches never deadlock
@@ -165,25 +164,6 @@ class ShardHost:
         self.metrics.live_entities(len(self._live))
         return answers
 
-    async def _answer_retries(self, commands: list[Command], queues: dict[tuple[str, str], list[int]],
-                              results: list[Result | None]) -> None:
-        ids = [commands[i].command_id for indices in queues.values() for i in indices]
-        stored = await store.stored_results(self.pool, ids) if ids else {}
-        if not stored:
-            return
-        for key in list(queues):
-            fresh = []
-            for index in queues[key]:
-                first = stored.get(commands[index].command_id)
-                if first is None:
-                    fresh.append(index)
-                else:
-                    results[index] = Result.from_json(first)
-            if fresh:
-                queues[key] = fresh
-            else:
-                del queues[key]
-
     async def _commit_chains(
         self, commands: list[Command], queues: dict[tuple[str, str], list[int]],
         activations: dict[tuple[str, str], Activation],
@@ -194,6 +174,7 @@ class ShardHost:
         answered: dict[int, Result] = {}
         changes: list[_Change] = []
         finals: dict[tuple[str, str], tuple[Any, int]] = {}
+        chained: list[tuple[str, str]] = []
         for key, indices in queues.items():
             shard = logical_shard(*key)
             if shard not in self.epochs or any(_is_timer(commands[i]) for i in indices):
@@ -208,22 +189,29 @@ class ShardHost:
                 continue
             answered.update(outcomes)
             changes += chain
+            chained.append(key)
             if chain:
                 finals[key] = final
-        if not changes:
-            return answered
+        # A retried command must get its first answer, not one decided on the state it already
+        # changed: any command id stored before sends the whole group down the one-by-one path.
+        ids = [commands[i].command_id for key in chained for i in queues[key]]
         try:
+            if not changes:
+                if ids and any(not r.ok for r in answered.values()) and await store.stored_results(self.pool, ids):
+                    raise _GroupFallback
+                return answered
             async with connection(self.pool) as conn, conn.transaction():
                 epochs = {change.shard: self.epochs[change.shard] for change in changes}
-                if not await store.check_leases(conn, self.shard_map.fleet, epochs):
+                ours, retried = await store.check_group(conn, self.shard_map.fleet, epochs, ids)
+                if not ours or retried:
                     raise _GroupFallback
                 await self._write_changes(conn, changes)
         except Exception:
-            # Whatever stops the group (a retry racing in, a lost shard, one value the database
-            # refuses) is sorted out command by command, from what Postgres holds.
+            # Whatever stops the group (a retry, a lost shard, one value the database refuses)
+            # is sorted out command by command, from what Postgres holds.
             self.metrics.group_fallback()
-            for key in finals:
-                activations[key].loaded = False
+            for key in chained:
+                activations[key].loaded = activations[key].loaded and key not in finals
                 for index in queues[key]:
                     answered.pop(index, None)
             return answered
@@ -432,6 +420,8 @@ class ShardHost:
         return activation
 
     def _evict_over_capacity(self) -> None:
+        if len(self._live) <= self.max_live:
+            return
         for key in list(self._live):
             if len(self._live) <= self.max_live:
                 break

@@ -12,7 +12,7 @@ import asyncpg
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from actors.kinds import ENTITY_KINDS
 from actors.router import ShardRouter
@@ -74,7 +74,10 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
     if not (settings.database_url and settings.redis_url and settings.nats_url):
         raise RuntimeError("DATABASE_URL, REDIS_URL and NATS_URL must be set (or use `sharehub run`)")
     db = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    # A blocking pool: when every connection is busy a request waits (up to 5 s) for one, where
+    # the default pool fails it at once ("Too many connections", a 500 under a burst).
+    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=100, timeout=5, socket_timeout=5, socket_connect_timeout=5))
     nats_client: NatsClient | None = None
     try:
         nats_client = await nats.connect(

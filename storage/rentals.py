@@ -101,6 +101,28 @@ async def get_rental(conn: asyncpg.Connection | asyncpg.Pool, rental_id: uuid.UU
     return dict(row) if row else None
 
 
+async def get_rental_with_history(
+    conn: asyncpg.Connection | asyncpg.Pool, rental_id: uuid.UUID
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The rental and its transitions in one round trip (the hot path answers every step)."""
+    row = await conn.fetchrow(
+        f"""SELECT {_RENTAL_COLUMNS}, (SELECT title FROM listings l WHERE l.id = r.listing_id) AS listing_title,
+                   (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'seq', t.seq, 'command', t.command, 'from_status', t.from_status, 'to_status', t.to_status,
+                        'actor_id', t.actor_id, 'actor_role', t.actor_role, 'data', t.data, 'at', t.at)
+                        ORDER BY t.seq), '[]') FROM rental_transitions t WHERE t.rental_id = r.id) AS history
+            FROM rentals r WHERE id = $1""",
+        rental_id,
+    )
+    if row is None:
+        return None
+    rental = dict(row)
+    history = rental.pop("history")
+    for step in history:
+        step["at"] = datetime.fromisoformat(step["at"])
+    return rental, history
+
+
 async def list_rentals(
     conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, *, role: str, status: str | None,
     limit: int, offset: int,
@@ -113,22 +135,6 @@ async def list_rentals(
         user_id, status, limit, offset,
     )
     return [dict(r) for r in rows]
-
-
-async def transitions(conn: asyncpg.Connection | asyncpg.Pool, rental_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT seq, command, from_status, to_status, actor_id, actor_role, data, at
-           FROM rental_transitions WHERE rental_id = $1 ORDER BY seq""",
-        rental_id,
-    )
-    return [dict(r) for r in rows]
-
-
-async def listing_of(conn: asyncpg.Connection | asyncpg.Pool, rental_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT listing_id, renter_id, owner_id FROM rentals WHERE id = $1", rental_id
-    )
-    return row
 
 
 async def open_requests(conn: asyncpg.Connection | asyncpg.Pool, renter_id: uuid.UUID) -> int:

@@ -34,6 +34,23 @@ async def check_leases(conn: asyncpg.Connection, fleet: str, epochs: dict[int, i
     return {row["logical_shard"]: row["epoch"] for row in rows} == epochs
 
 
+async def check_group(conn: asyncpg.Connection, fleet: str, epochs: dict[int, int],
+                      command_ids: list[uuid.UUID]) -> tuple[bool, bool]:
+    """Inside a group commit, in one round trip: (are these still our lease epochs - read FOR
+    SHARE as in `check_leases`; has any of these commands been stored before - a retry)."""
+    row = await conn.fetchrow(
+        """WITH ours AS (
+               SELECT logical_shard, epoch FROM shard_leases
+               WHERE fleet = $1 AND logical_shard = ANY($2::int[]) ORDER BY logical_shard FOR SHARE)
+           SELECT (SELECT coalesce(array_agg(logical_shard ORDER BY logical_shard), '{}') FROM ours) AS shards,
+                  (SELECT coalesce(array_agg(epoch ORDER BY logical_shard), '{}') FROM ours) AS epochs,
+                  EXISTS (SELECT 1 FROM processed_commands WHERE command_id = ANY($3::uuid[])) AS retried""",
+        fleet, sorted(epochs), command_ids,
+    )
+    assert row is not None
+    return dict(zip(row["shards"], row["epochs"], strict=True)) == epochs, bool(row["retried"])
+
+
 async def record_commands(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, dict[str, Any]]]) -> None:
     await conn.executemany(
         "INSERT INTO processed_commands (command_id, entity_kind, entity_id, result) VALUES ($1, $2, $3, $4)",

@@ -40,8 +40,11 @@ async def _rental_for(request: web.Request, rental_id: uuid.UUID) -> tuple[dict[
 
 async def _respond(request: web.Request, rental_id: uuid.UUID, *, status: int = 200,
                    reply: dict[str, Any] | None = None) -> web.Response:
-    rental, role = await _rental_for(request, rental_id)
-    history = await store.transitions(platform(request).db, rental_id)
+    found = await store.get_rental_with_history(platform(request).db, rental_id)
+    role = viewer_role(found[0], principal(request)) if found else None
+    if found is None or role is None:
+        raise not_found("rental")
+    rental, history = found
     view = rental_view(rental, role, now=now_utc(), history=history)
     if reply and "handover_code" in reply and role == "owner":
         view["handover_code"] = reply["handover_code"]
