@@ -286,9 +286,27 @@ class ListingKind:
     async def save(self, conn: asyncpg.Connection, entity_id: str, state: Listing, expected_version: int) -> None:
         await self.save_chain(conn, entity_id, [(state, expected_version)])
 
+    async def save_group(self, conn: asyncpg.Connection, chains: dict[str, list[tuple[Listing, int]]]) -> None:
+        """Store the chains of decided states of many listings at once. A chain of booking
+        decisions changes no listing column, only the version - the fencing point for the
+        listing's rentals too - so those listings take one statement together; the others are
+        written whole. Then every rental write of every chain, a few statements in all."""
+        bumps = {listing_id: (chain[0][1], chain[0][1] + len(chain)) for listing_id, chain in chains.items()
+                 if all(state.rental_writes for state, _ in chain)}
+        if bumps and not await listing_store.bump_versions(conn, bumps):
+            raise VersionConflict
+        for listing_id, chain in chains.items():
+            if listing_id not in bumps:
+                await self._write_listing_row(conn, chain)
+        await _write_rentals(conn, [write for chain in chains.values() for state, _ in chain
+                                    for write in state.rental_writes])
+
     async def save_chain(self, conn: asyncpg.Connection, entity_id: str, chain: list[tuple[Listing, int]]) -> None:
-        """Store a chain of decided states at once: the listing row as it ends (its version check
-        is the fencing point for its rentals too), and every rental write of the chain."""
+        await self.save_group(conn, {entity_id: chain})
+
+    @staticmethod
+    async def _write_listing_row(conn: asyncpg.Connection, chain: list[tuple[Listing, int]]) -> None:
+        """The listing row as the chain ends (checked against the version before it)."""
         state, expected_version = chain[-1][0], chain[0][1]
         row = {name: getattr(state, name) for name in listing_store.ENTITY_COLUMNS}
         row["id"], row["owner_id"] = uuid.UUID(state.id), uuid.UUID(state.owner_id)
@@ -301,7 +319,6 @@ class ListingKind:
         if any(s.first_publication for s, _ in chain):
             # Same transaction as the approval: the author is an owner exactly when it is published.
             await listing_store.grant_owner_role(conn, row["owner_id"])
-        await _write_rentals(conn, row["id"], [write for s, _ in chain for write in s.rental_writes])
 
 
 def _rental_from_row(row: dict[str, Any]) -> Rental:
@@ -325,8 +342,8 @@ def _rental_row(rental: Rental) -> dict[str, Any]:
     }
 
 
-async def _write_rentals(conn: asyncpg.Connection, listing_id: uuid.UUID, writes: list[booking.RentalWrite]) -> None:
-    """A rental written several times in one chain is stored once, as it ends; its transitions
+async def _write_rentals(conn: asyncpg.Connection, writes: list[booking.RentalWrite]) -> None:
+    """A rental written several times in one group is stored once, as it ends; its transitions
     all; its booking rows as its last hold change left them."""
     last: dict[str, booking.RentalWrite] = {}
     stored_version: dict[str, int] = {}  # the version in Postgres before this chain (0: new)
@@ -352,7 +369,8 @@ async def _write_rentals(conn: asyncpg.Connection, listing_id: uuid.UUID, writes
         await rental_store.add_transitions(conn, transitions)
     released = [uuid.UUID(rid) for rid in hold_changed if stored_version[rid] != 0]
     held = [
-        (uuid.UUID(rid), listing_id, unit, last[rid].rental.start, last[rid].rental.held_until)
+        (uuid.UUID(rid), uuid.UUID(last[rid].rental.listing_id), unit, last[rid].rental.start,
+         last[rid].rental.held_until)
         for rid, change in hold_changed.items() if change != "release"
         for unit in last[rid].rental.unit_numbers
     ]

@@ -243,19 +243,23 @@ class ShardHost:
 
     async def _write_changes(self, conn: asyncpg.Connection, changes: list[_Change]) -> None:
         """Store decided changes (inside the caller's transaction, leases already checked): the
-        command ids with their results, the new states, the outbox events, the timers. Each
-        entity's chain is saved in one call when its kind can (`save_chain`), so a hot entity's
-        100 changes cost a handful of round trips, not hundreds."""
+        command ids with their results, the new states, the outbox events, the timers. A kind
+        that can (`save_group`) stores all its entities' chains in one call, so 100 changes -
+        to one hot entity or to 100 entities - cost a handful of round trips, not hundreds."""
         await store.record_commands(conn, [
             (c.command.command_id, c.command.kind, c.command.entity_id, c.result.as_json()) for c in changes
         ])
+        by_kind: dict[str, dict[str, list[tuple[Any, int]]]] = {}
         for chain in _chains(changes):
-            save_chain = getattr(chain[0].kind, "save_chain", None)
-            if save_chain is not None:
-                await save_chain(conn, chain[0].command.entity_id, [(c.decision.state, c.version) for c in chain])
+            kind = chain[0].kind
+            if hasattr(kind, "save_group"):  # the kind stores many entities' chains at once
+                by_kind.setdefault(kind.name, {})[chain[0].command.entity_id] = [
+                    (c.decision.state, c.version) for c in chain]
             else:
                 for change in chain:
-                    await change.kind.save(conn, change.command.entity_id, change.decision.state, change.version)
+                    await kind.save(conn, change.command.entity_id, change.decision.state, change.version)
+        for kind_name, chains in by_kind.items():
+            await self.kinds[kind_name].save_group(conn, chains)  # type: ignore[attr-defined]
         await store.add_outbox_events(conn, [
             row for c in changes for row in self._outbox_rows(c.command, c.decision.events, c.version + 1)
         ])

@@ -50,6 +50,20 @@ async def write_row(conn: asyncpg.Connection, row: dict[str, Any], expected_vers
     return bool(await conn.execute(_UPDATE, *values, expected_version, new_version) == "UPDATE 1")
 
 
+async def bump_versions(conn: asyncpg.Connection, bumps: dict[str, tuple[int, int]]) -> bool:
+    """{listing id: (expected version, new version)} in one statement; False unless every listing
+    still had its expected version (then the caller's transaction must not commit)."""
+    ids = list(bumps)
+    updated = await conn.fetch(
+        """UPDATE listings AS l SET version = v.new, updated_at = now()
+           FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, old, new)
+           WHERE l.id = v.id AND l.version = v.old
+           RETURNING l.id""",
+        [uuid.UUID(i) for i in ids], [bumps[i][0] for i in ids], [bumps[i][1] for i in ids],
+    )
+    return len(updated) == len(ids)
+
+
 async def grant_owner_role(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
     await conn.execute(
         """UPDATE users SET roles = array_append(roles, 'owner'), updated_at = now()
