@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -47,9 +48,18 @@ async def _versions(js: JetStreamContext, entity: str) -> list[int]:
     return versions
 
 
-async def _drain_outbox(platform: Platform, js: JetStreamContext) -> None:
-    while await publish_pending(platform.db, js):
-        pass
+async def _drain_outbox(platform: Platform, js: JetStreamContext, *, patience_secs: float = 60) -> None:
+    """Publish until nothing is pending, retrying like the relay does while NATS (or JetStream,
+    which recovers its streams from disk after a restart) is not back yet."""
+    deadline = time.monotonic() + patience_secs
+    while True:
+        try:
+            if not await publish_pending(platform.db, js):
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def test_events_survive_a_nats_outage_and_are_never_duplicated(
@@ -78,7 +88,7 @@ async def test_events_survive_a_nats_outage_and_are_never_duplicated(
         "SELECT count(*) FROM outbox WHERE entity_id = $1 AND published_at IS NULL", entity) == 5
 
     own_nats.start()
-    for _ in range(100):
+    for _ in range(300):
         if nc.is_connected:
             break
         await asyncio.sleep(0.1)
