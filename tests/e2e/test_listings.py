@@ -9,23 +9,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from sharehub.platform import Platform
-from tests.helpers import LoggedIn, login, make_user_with_roles, register_and_login
+from tests.helpers import DRILL, LoggedIn, login, make_user_with_roles, register_and_login
 
 Client = TestClient[Any, Any]
-
-DRILL = {
-    "title": "Перфоратор Bosch GBH 2-26",
-    "description": "Мощный перфоратор с тремя режимами, в кейсе, с набором буров.",
-    "category_id": "power-tools",
-    "city": "Москва",
-    "lat": 55.7558,
-    "lon": 37.6173,
-    "rental_unit": "day",
-    "price_per_unit": 70000,
-    "deposit": 500000,
-    "cancellation_policy": "moderate",
-    "discounts": [{"min_units": 7, "percent": 20}, {"min_units": 3, "percent": 10}],
-}
 
 
 async def _create(client: Client, owner: LoggedIn, **overrides: Any) -> dict[str, Any]:
