@@ -6,7 +6,11 @@ rules and its table:
 - `decide`: a pure function from (state, command) to a `Decision` - new state, events, reply,
   timers to set or cancel - or a `Rejected` with a status and code. A timer fires as the command
   `timer:<name>` (payload from the timer) on the same entity;
-- `save`: write the new state if the row still has `expected_version` (0 = insert)."""
+- `save_group`: store decided states of one or many entities in the caller's transaction. Each
+  entity comes with its chain of (state, version it was decided from), in order; the row must
+  still have the chain's first version (0 = insert) and ends with the last state at that
+  version + the chain's length. One call for a whole group commit, so a kind can batch its
+  statements across entities."""
 
 from __future__ import annotations
 
@@ -77,7 +81,7 @@ class EntityKind(Protocol):
 
     def decide(self, state: Any, command: Command) -> Decision: ...
 
-    async def save(self, conn: asyncpg.Connection, entity_id: str, state: Any, expected_version: int) -> None: ...
+    async def save_group(self, conn: asyncpg.Connection, chains: dict[str, list[tuple[Any, int]]]) -> None: ...
 
 
 def load_kinds(paths: list[str]) -> dict[str, EntityKind]:

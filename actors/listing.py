@@ -75,7 +75,7 @@ class Listing:
     # Rentals that can still change, by id, and the units they (and recently finished ones) hold.
     rentals: immutables.Map[str, Rental] = field(default_factory=immutables.Map)
     calendar: Calendar = field(default_factory=Calendar)
-    # Set by a booking decision: what `save` must write besides the listing row.
+    # Set by a booking decision: what `save_group` must write besides the listing row.
     rental_writes: tuple[booking.RentalWrite, ...] = ()
 
     def public_content(self) -> dict[str, Any]:
@@ -277,14 +277,11 @@ class ListingKind:
         if row["cancellation_policy"] not in self._policies:
             self._policies = {p["code"]: p["tiers"] for p in await listing_store.cancellation_policies(conn)}
         open_rentals = await rental_store.load_open(conn, listing_id)
-        rentals = immutables.Map({str(r["id"]): _rental_from_row(r) for r in open_rentals})
+        rentals = immutables.Map({str(r["id"]): rental_from_row(r) for r in open_rentals})
         since = datetime.now(UTC) - timedelta(days=1)
         holds = await rental_store.load_holds(conn, listing_id, since)
         calendar = Calendar.of((h["unit_no"], Hold(h["start"], h["until"], str(h["rental_id"]))) for h in holds)
         return Listing(**row, rentals=rentals, calendar=calendar), version
-
-    async def save(self, conn: asyncpg.Connection, entity_id: str, state: Listing, expected_version: int) -> None:
-        await self.save_chain(conn, entity_id, [(state, expected_version)])
 
     async def save_group(self, conn: asyncpg.Connection, chains: dict[str, list[tuple[Listing, int]]]) -> None:
         """Store the chains of decided states of many listings at once. A chain of booking
@@ -300,9 +297,6 @@ class ListingKind:
                 await self._write_listing_row(conn, chain)
         await _write_rentals(conn, [write for chain in chains.values() for state, _ in chain
                                     for write in state.rental_writes])
-
-    async def save_chain(self, conn: asyncpg.Connection, entity_id: str, chain: list[tuple[Listing, int]]) -> None:
-        await self.save_group(conn, {entity_id: chain})
 
     @staticmethod
     async def _write_listing_row(conn: asyncpg.Connection, chain: list[tuple[Listing, int]]) -> None:
@@ -321,13 +315,14 @@ class ListingKind:
             await listing_store.grant_owner_role(conn, row["owner_id"])
 
 
-def _rental_from_row(row: dict[str, Any]) -> Rental:
+def rental_from_row(row: dict[str, Any]) -> Rental:
+    """A rental as its row in Postgres has it (`seq`: its number of transitions, when read)."""
     return Rental(
         id=str(row["id"]), listing_id=str(row["listing_id"]), renter_id=str(row["renter_id"]),
         owner_id=str(row["owner_id"]), status=row["status"], rental_unit=row["rental_unit"],
         quantity=row["quantity"], start=row["start_at"], end=row["end_at"], held_until=row["held_until"],
         unit_numbers=tuple(row["unit_numbers"]), quote=row["quote"], expires_at=row["expires_at"],
-        details=row["details"], version=row["version"], seq=row["seq"],
+        details=row["details"], version=row["version"], seq=row.get("seq", 0),
     )
 
 

@@ -71,14 +71,6 @@ class _Change:
         self.activation.loaded = True
 
 
-def _chains(changes: list[_Change]) -> list[list[_Change]]:
-    """The changes grouped by entity, each group in decision order."""
-    chains: dict[tuple[str, str], list[_Change]] = {}
-    for change in changes:
-        chains.setdefault((change.command.kind, change.command.entity_id), []).append(change)
-    return list(chains.values())
-
-
 class _GroupFallback(Exception):
     """The wave cannot commit as one group; its commands go one by one."""
 
@@ -243,23 +235,18 @@ class ShardHost:
 
     async def _write_changes(self, conn: asyncpg.Connection, changes: list[_Change]) -> None:
         """Store decided changes (inside the caller's transaction, leases already checked): the
-        command ids with their results, the new states, the outbox events, the timers. A kind
-        that can (`save_group`) stores all its entities' chains in one call, so 100 changes -
-        to one hot entity or to 100 entities - cost a handful of round trips, not hundreds."""
+        command ids with their results, the new states, the outbox events, the timers. Each kind
+        stores all its entities' chains in one `save_group` call, so 100 changes - to one hot
+        entity or to 100 entities - cost a handful of round trips, not hundreds."""
         await store.record_commands(conn, [
             (c.command.command_id, c.command.kind, c.command.entity_id, c.result.as_json()) for c in changes
         ])
         by_kind: dict[str, dict[str, list[tuple[Any, int]]]] = {}
-        for chain in _chains(changes):
-            kind = chain[0].kind
-            if hasattr(kind, "save_group"):  # the kind stores many entities' chains at once
-                by_kind.setdefault(kind.name, {})[chain[0].command.entity_id] = [
-                    (c.decision.state, c.version) for c in chain]
-            else:
-                for change in chain:
-                    await kind.save(conn, change.command.entity_id, change.decision.state, change.version)
+        for change in changes:  # in decision order, so each entity's chain keeps its order
+            by_kind.setdefault(change.command.kind, {}).setdefault(change.command.entity_id, []).append(
+                (change.decision.state, change.version))
         for kind_name, chains in by_kind.items():
-            await self.kinds[kind_name].save_group(conn, chains)  # type: ignore[attr-defined]
+            await self.kinds[kind_name].save_group(conn, chains)
         await store.add_outbox_events(conn, [
             row for c in changes for row in self._outbox_rows(c.command, c.decision.events, c.version + 1)
         ])
@@ -331,7 +318,7 @@ class ShardHost:
         except Rejected as rejected:
             # A retry of a command that succeeded earlier must get that first answer, not a
             # rejection computed from the state it already changed.
-            stored = await store.stored_result(self.pool, command.command_id)
+            stored = (await store.stored_results(self.pool, [command.command_id])).get(command.command_id)
             if stored is not None:
                 return Result.from_json(stored)
             if _is_timer(command):  # a timer the entity no longer cares about: spend it
@@ -350,7 +337,7 @@ class ShardHost:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "processed_commands_pkey":
                 raise
-            stored = await store.stored_result(self.pool, command.command_id)
+            stored = (await store.stored_results(self.pool, [command.command_id])).get(command.command_id)
             assert stored is not None
             if _is_timer(command):  # fired twice: the first firing stored the result, spend it
                 await self._consume_timer(shard, epoch, command)
@@ -368,13 +355,14 @@ class ShardHost:
                                           command.command_id)
             for timer in change.decision.timers:
                 final[(command.kind, command.entity_id, timer.name)] = (change.shard, timer)
-        sets = [(key, shard, timer) for key, (shard, timer) in final.items() if isinstance(timer, SetTimer)]
-        cancels = [key for key, (_, timer) in final.items() if isinstance(timer, CancelTimer)]
+        sets, cancels = [], []
+        for (kind, entity_id, name), (shard, timer) in final.items():
+            if isinstance(timer, SetTimer):
+                sets.append((shard, kind, entity_id, name, timer.fire_at, timer.payload))
+            else:
+                cancels.append((kind, entity_id, name))
         if sets:
-            await store.set_timers(conn, self.shard_map.fleet, [
-                (shard, kind, entity_id, name, timer.fire_at, timer.payload)
-                for (kind, entity_id, name), shard, timer in sets if isinstance(timer, SetTimer)
-            ])
+            await store.set_timers(conn, self.shard_map.fleet, sets)
         if cancels:
             await store.cancel_timers(conn, cancels)
 

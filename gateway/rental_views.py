@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from actors.listing import rental_from_row
 from actors.periods import RentalPeriod, wire_end
-from actors.rental_machine import Rental, late_fee
+from actors.rental_machine import late_fee
 from sharehub.security.tokens import AccessClaims
 
 
@@ -80,9 +81,4 @@ def _accrued_late_fee(rental: dict[str, Any], now: datetime) -> int:
     """While overdue, the fee so far (it is fixed when the item comes back)."""
     if rental["status"] != "overdue":
         return 0
-    probe = Rental(
-        id="", listing_id="", renter_id="", owner_id="", status="overdue", rental_unit=rental["rental_unit"],
-        quantity=rental["quantity"], start=rental["start_at"], end=rental["end_at"], held_until=rental["held_until"],
-        unit_numbers=(), quote={}, expires_at=None, details=rental["details"],
-    )
-    return late_fee(probe, now)
+    return late_fee(rental_from_row(rental), now)

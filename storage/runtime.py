@@ -23,21 +23,17 @@ async def take_leases(conn: asyncpg.Connection, fleet: str, shards: list[int], o
 
 
 async def check_leases(conn: asyncpg.Connection, fleet: str, epochs: dict[int, int]) -> bool:
-    """Inside the write's transaction: are these still our epochs? FOR SHARE makes a concurrent
-    takeover wait for this transaction, so a write either commits before the takeover or is
-    refused after it. Several shards in one round trip for a group commit."""
-    rows = await conn.fetch(
-        """SELECT logical_shard, epoch FROM shard_leases
-           WHERE fleet = $1 AND logical_shard = ANY($2::int[]) ORDER BY logical_shard FOR SHARE""",
-        fleet, sorted(epochs),
-    )
-    return {row["logical_shard"]: row["epoch"] for row in rows} == epochs
+    """Inside the write's transaction: are these still our epochs?"""
+    ours, _ = await check_group(conn, fleet, epochs, [])
+    return ours
 
 
 async def check_group(conn: asyncpg.Connection, fleet: str, epochs: dict[int, int],
                       command_ids: list[uuid.UUID]) -> tuple[bool, bool]:
-    """Inside a group commit, in one round trip: (are these still our lease epochs - read FOR
-    SHARE as in `check_leases`; has any of these commands been stored before - a retry)."""
+    """Inside the write's transaction, in one round trip: (are these still our lease epochs; has
+    any of these commands been stored before - a retry). The epochs are read FOR SHARE, so a
+    concurrent takeover waits for this transaction: a write either commits before the takeover
+    or is refused after it."""
     row = await conn.fetchrow(
         """WITH ours AS (
                SELECT logical_shard, epoch FROM shard_leases
@@ -56,13 +52,6 @@ async def record_commands(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, 
         "INSERT INTO processed_commands (command_id, entity_kind, entity_id, result) VALUES ($1, $2, $3, $4)",
         rows,
     )
-
-
-async def stored_result(conn: asyncpg.Connection | asyncpg.Pool, command_id: uuid.UUID) -> dict[str, Any] | None:
-    result: dict[str, Any] | None = await conn.fetchval(
-        "SELECT result FROM processed_commands WHERE command_id = $1", command_id
-    )
-    return result
 
 
 async def stored_results(conn: asyncpg.Connection | asyncpg.Pool, command_ids: list[uuid.UUID]

@@ -51,21 +51,24 @@ class CounterKind:
             return Decision(state=new, reply={"value": new}, events=[Event("added", {"amount": 0, "value": new})])
         raise Rejected(400, "unknown_command", command.name)
 
-    async def save(self, conn: asyncpg.Connection, entity_id: str, state: Any, expected_version: int) -> None:
-        if expected_version == 0:
+    async def save_group(self, conn: asyncpg.Connection, chains: dict[str, list[tuple[Any, int]]]) -> None:
+        """One statement per counter: its last value, checked against the version before the chain."""
+        for entity_id, chain in chains.items():
+            state, expected_version, new_version = chain[-1][0], chain[0][1], chain[0][1] + len(chain)
+            if expected_version == 0:
+                result = await conn.execute(
+                    "INSERT INTO test_counters (id, value, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    entity_id, state, new_version,
+                )
+                if result != "INSERT 0 1":
+                    raise VersionConflict
+                continue
             result = await conn.execute(
-                "INSERT INTO test_counters (id, value, version) VALUES ($1, $2, 1) ON CONFLICT DO NOTHING",
-                entity_id, state,
+                "UPDATE test_counters SET value = $2, version = $4 WHERE id = $1 AND version = $3",
+                entity_id, state, expected_version, new_version,
             )
-            if result != "INSERT 0 1":
+            if result != "UPDATE 1":
                 raise VersionConflict
-            return
-        result = await conn.execute(
-            "UPDATE test_counters SET value = $2, version = version + 1 WHERE id = $1 AND version = $3",
-            entity_id, state, expected_version,
-        )
-        if result != "UPDATE 1":
-            raise VersionConflict
 
 
 COUNTER = CounterKind()
