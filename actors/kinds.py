@@ -1,4 +1,4 @@
 """The entity kinds the shard actors host, as importable "module:attribute" paths (the actors
 import them in their own processes)."""
 
-ENTITY_KINDS = ["actors.listing:LISTING"]
+ENTITY_KINDS = ["actors.listing:LISTING", "actors.chat:CHAT"]

@@ -128,7 +128,7 @@ def request_booking(listing: Listing, command: Command, policies: Mapping[str, A
         first_publication=False, rental_writes=(RentalWrite(rental, True, transition, "insert"),),
     )
     events = [
-        Event("state_changed", {"from": None, "to": status, "by": "renter", "listing_id": listing.id,
+        Event("state_changed", {"from": None, "to": status, "by": "renter", **_parties(listing, rental),
                                 **period.wire(), "quantity": quantity, "total": priced["total"]},
               about=("rental", rental_id), version=1),
         _availability_event(rental, "held"),
@@ -138,6 +138,12 @@ def request_booking(listing: Listing, command: Command, policies: Mapping[str, A
         timers.append(SetTimer(timer_name("expire", rental_id), expires_at, {"rental_id": rental_id}))
     return Decision(state=new_listing, events=events, timers=timers,
                     reply={"rental_id": rental_id, "status": status, "quote": priced})
+
+
+def _parties(listing: Listing, rental: machine.Rental) -> dict[str, str]:
+    """Every rental event names its listing and both parties: the chat room and the
+    notifications consumer act on the event alone."""
+    return {"listing_id": listing.id, "renter_id": rental.renter_id, "owner_id": listing.owner_id}
 
 
 def _availability_event(rental: machine.Rental, change: str) -> Event:
@@ -217,7 +223,7 @@ def rental_command(listing: Listing, command: Command) -> Decision:
     transition = _transition_row(new, name, rental.status, role, actor_id=command.actor_id, at=now, data=step.data)
     state = dataclasses.replace(listing, rentals=rentals, calendar=calendar, first_publication=False,
                                 rental_writes=(RentalWrite(new, False, transition, hold_write),))
-    events = [Event(step.event_type, {**step.data, "listing_id": listing.id}, about=("rental", rental_id),
+    events = [Event(step.event_type, {**step.data, **_parties(listing, new)}, about=("rental", rental_id),
                     version=new.version)]
     if hold_write is not None:
         events.append(_availability_event(new, "released" if hold_write == "release" else "moved"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
@@ -25,10 +26,10 @@ from storage.db import transaction
 log = logging.getLogger(__name__)
 
 STREAM = "SHAREHUB_EVENTS"
-ENTITY_SUBJECTS = ("listing.>", "rental.>", "chat.>")
+ENTITY_SUBJECTS = ("listing.>", "rental.>", "chat.>", "user.>")
 _RELAY_LOCK_KEY = 0x5348_524C  # "SHRL"
 _BATCH = 500
-_IDLE_SLEEP_SECS = 0.05
+_IDLE_POLL_SECS = 0.5
 _DEDUP_WINDOW_SECS = 120.0
 
 
@@ -68,13 +69,42 @@ async def publish_pending(pool: asyncpg.Pool, js: JetStreamContext) -> int:
 
 
 async def run_relay(pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            published = await publish_pending(pool, js)
-        except Exception:
-            log.warning("outbox relay round failed; retrying", exc_info=True)
-            published = 0
-            await asyncio.sleep(1.0)
-        if published == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), _IDLE_SLEEP_SECS)
+    """Publish until `stop`. Every outbox write NOTIFYs at commit, which wakes the relay at once;
+    the poll interval is only the backstop for a lost wake-up (a dropped listen connection)."""
+    wake = asyncio.Event()
+    async with _listening(pool, wake):
+        while not stop.is_set():
+            wake.clear()
+            try:
+                published = await publish_pending(pool, js)
+            except Exception:
+                log.warning("outbox relay round failed; retrying", exc_info=True)
+                published = 0
+                await asyncio.sleep(1.0)
+            if published == 0:
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                await asyncio.wait(waiters, timeout=_IDLE_POLL_SECS, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _listening(pool: asyncpg.Pool, wake: asyncio.Event) -> AsyncIterator[None]:
+    """LISTEN on one connection of the pool for as long as the relay runs (best effort: without
+    it the relay polls)."""
+    def notified(*_: object) -> None:
+        wake.set()
+
+    try:
+        conn = await pool.acquire()
+    except Exception:
+        log.warning("relay cannot listen for outbox writes; polling", exc_info=True)
+        yield
+        return
+    try:
+        await conn.add_listener(store.OUTBOX_CHANNEL, notified)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(store.OUTBOX_CHANNEL, notified)
+        await pool.release(conn)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from actors.chat import room_id as chat_room_id
 from actors.listing import rental_from_row
 from actors.periods import RentalPeriod, wire_end
 from actors.rental_machine import late_fee
@@ -46,6 +47,8 @@ def rental_view(rental: dict[str, Any], role: str, *, now: datetime,
         "listing_title": rental.get("listing_title"),
         "renter_id": str(rental["renter_id"]),
         "owner_id": str(rental["owner_id"]),
+        # The pair's chat room (the inquiry before, the rental's steps as system messages).
+        "chat_id": str(chat_room_id(rental["listing_id"], rental["renter_id"])),
         "status": rental["status"],
         "rental_unit": rental["rental_unit"],
         "quantity": rental["quantity"],

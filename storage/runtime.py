@@ -62,14 +62,43 @@ async def stored_results(conn: asyncpg.Connection | asyncpg.Pool, command_ids: l
     return {row["command_id"]: row["result"] for row in rows}
 
 
+OUTBOX_CHANNEL = "sharehub_outbox"
+
+
 async def add_outbox_events(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str, str, str, Any]]) -> None:
-    """rows: (event id, subject, kind, entity id, event type, payload)."""
-    if rows:
-        await conn.executemany(
-            """INSERT INTO outbox (id, subject, entity_kind, entity_id, event_type, payload)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
-            rows,
-        )
+    """rows: (event id, subject, kind, entity id, event type, payload), in order.
+
+    Each event gets the next gap-free `seq` of its channel (the entity it is about) and the
+    channel's `epoch`, in its row and in its payload: the head row is locked until commit, so a
+    later seq never commits before an earlier one. The NOTIFY wakes the relay at commit."""
+    if not rows:
+        return
+    ids, subjects, kinds, entity_ids, types, payloads = (list(column) for column in zip(*rows, strict=True))
+    await conn.execute(
+        """WITH ev AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+                   WITH ORDINALITY AS e(id, subject, entity_kind, entity_id, event_type, payload, ord)
+           ), counts AS (
+               SELECT entity_kind, entity_id, count(*) AS n FROM ev GROUP BY entity_kind, entity_id
+           ), heads AS (
+               INSERT INTO channel_heads AS h (entity_kind, entity_id, seq)
+               SELECT entity_kind, entity_id, n FROM counts ORDER BY entity_kind, entity_id
+               ON CONFLICT (entity_kind, entity_id) DO UPDATE SET seq = h.seq + excluded.seq
+               RETURNING h.entity_kind, h.entity_id, h.seq, h.epoch
+           ), numbered AS (
+               SELECT ev.*, heads.seq - counts.n
+                          + row_number() OVER (PARTITION BY ev.entity_kind, ev.entity_id ORDER BY ev.ord) AS seq,
+                      heads.epoch
+               FROM ev JOIN counts USING (entity_kind, entity_id) JOIN heads USING (entity_kind, entity_id)
+           ), notified AS (
+               SELECT pg_notify($7, '') AS done
+           )
+           INSERT INTO outbox (id, subject, entity_kind, entity_id, event_type, payload, seq)
+           SELECT id, subject, entity_kind, entity_id, event_type,
+                  payload || jsonb_build_object('seq', seq, 'epoch', epoch), seq
+           FROM numbered CROSS JOIN notified ORDER BY ord""",
+        ids, subjects, kinds, entity_ids, types, payloads, OUTBOX_CHANNEL,
+    )
 
 
 async def claim_unpublished(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:

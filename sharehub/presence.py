@@ -1,0 +1,61 @@
+"""Who is online, across every gateway process, in Redis.
+
+`presence:<user id>` is a sorted set of the user's open websocket connections scored by when
+each stops counting (its last heartbeat plus a grace). A user is online while any score is in the
+future, so a gateway that dies without cleaning up stops counting within `PRESENCE_TTL_SECS`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from redis.asyncio import Redis
+
+PRESENCE_TTL_SECS = 45.0
+# Core NATS subject a gateway announces a user's online/offline change on (ephemeral, not stored).
+PRESENCE_SUBJECT = "presence.{user_id}"
+
+
+def _key(user_id: uuid.UUID | str) -> str:
+    return f"presence:{user_id}"
+
+
+async def mark_online(redis: Redis, user_id: uuid.UUID | str, connection_id: str,
+                      ttl: float = PRESENCE_TTL_SECS) -> bool:
+    """Record (or refresh) one connection; True when the user was offline before."""
+    key, now = _key(user_id), time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zcard(key)
+        pipe.zadd(key, {connection_id: now + ttl})
+        pipe.expire(key, int(ttl) + 5)
+        _, before, _, _ = await pipe.execute()
+    return int(before) == 0
+
+
+async def mark_offline(redis: Redis, user_id: uuid.UUID | str, connection_id: str) -> bool:
+    """Forget one connection; True when it was the user's last."""
+    key, now = _key(user_id), time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(key, connection_id)
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zcard(key)
+        _, _, after = await pipe.execute()
+    return int(after) == 0
+
+
+async def is_online(redis: Redis, user_id: uuid.UUID | str) -> bool:
+    return bool(await redis.zcount(_key(user_id), time.time(), "+inf"))
+
+
+async def online_among(redis: Redis, user_ids: list[str]) -> dict[str, bool]:
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        for user_id in user_ids:
+            pipe.zcount(_key(user_id), now, "+inf")
+        counts = await pipe.execute()
+    return {user_id: bool(count) for user_id, count in zip(user_ids, counts, strict=True)}
+
+
+def new_connection_id() -> str:
+    return uuid.uuid4().hex
