@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import realtime
 from gateway.context import PLATFORM
 from gateway.metrics import unwatch_pool, watch_pool
 from gateway.middleware import authenticate, cors, idempotency, observe, problems, rate_limit, security_headers
-from gateway.routes import admin, auth, chats, docs, health, listings, rentals, users
+from gateway.routes import admin, auth, chats, docs, health, listings, notifications, rentals, users
 from gateway.routing import RouteTable, check_route_policies, install_routes
 from sharehub.platform import Platform
 
 ROUTE_TABLES: list[RouteTable] = [
     health.routes, docs.routes, auth.routes, users.routes, admin.routes, listings.routes, rentals.routes, chats.routes,
+    notifications.routes, realtime.routes,
 ]
 
 
@@ -26,6 +28,7 @@ def build_app(platform: Platform, *, extra_tables: list[RouteTable] | None = Non
     install_routes(app, ROUTE_TABLES + (extra_tables or []))
     check_route_policies(app)
     app.on_response_prepare.append(security_headers)
+    realtime.install(app, platform)
     watch_pool(platform.db)
 
     async def _unwatch(_: web.Application) -> None:

@@ -52,21 +52,26 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     started = time.perf_counter()
-    HTTP_IN_FLIGHT.inc()
+    # A websocket's handler returns when the socket closes: its lifetime is not a request's
+    # latency, and open sockets have their own gauge (gateway/realtime/metrics.py).
+    upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+    if not upgrade:
+        HTTP_IN_FLIGHT.inc()
     status = 500
     try:
         response = await handler(request)
         status = response.status
         return response
     finally:
-        HTTP_IN_FLIGHT.dec()
         elapsed = time.perf_counter() - started
         route = _route_label(request)
         HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        if not upgrade:
+            HTTP_IN_FLIGHT.dec()
+            HTTP_LATENCY.labels(request.method, route).observe(elapsed)
         principal = request.get(PRINCIPAL)
         access_log.info(
-            "request",
+            "websocket closed" if upgrade else "request",
             extra={
                 "method": request.method, "path": request.path, "route": route, "status": status,
                 "duration_ms": round(elapsed * 1000, 2), "remote": request.remote,

@@ -15,7 +15,9 @@ from aiohttp import web
 from actors.relay import ensure_stream, run_relay
 from gateway.app import build_app
 from sharehub.config import Settings
+from sharehub.consumers import run_consumers
 from sharehub.devstack.ray_local import connect_ray
+from sharehub.event_consumers import all_consumers
 from sharehub.logs import configure_logging
 from sharehub.platform import open_platform
 from sharehub.workers import run_background_workers
@@ -41,6 +43,8 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             js = platform.nats.jetstream()
             await ensure_stream(js)
             workers.append(asyncio.create_task(run_relay(platform.db, js, stopping)))
+            # Domain-event consumers: one durable JetStream consumer each, shared by all gateways.
+            workers.append(asyncio.create_task(run_consumers(js, all_consumers(platform), stopping)))
         try:
             await stopping.wait()
         finally:

@@ -74,6 +74,13 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 10
 
+    # Websocket gateway (gateway/realtime). permessage-deflate costs ~100 KiB per connection in
+    # aiohttp, so it is off unless asked for; a client message above the limit is refused.
+    ws_compress: bool = False
+    ws_max_message_bytes: int = 64 * 1024
+    # Messages waiting for one client; a client that lets more pile up is disconnected (4008).
+    ws_send_queue: int = 1024
+
     def with_services(
         self,
         *,
@@ -125,4 +132,7 @@ def load_settings() -> Settings:
         api_requests_per_minute=_env_int("SHAREHUB_API_REQUESTS_PER_MINUTE", 1200),
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
         shard_count=_env_int("SHAREHUB_SHARDS", 2),
+        ws_compress=os.environ.get("SHAREHUB_WS_COMPRESS", "") == "1",
+        ws_max_message_bytes=_env_int("SHAREHUB_WS_MAX_MESSAGE_BYTES", 64 * 1024),
+        ws_send_queue=_env_int("SHAREHUB_WS_SEND_QUEUE", 1024),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
@@ -42,6 +43,20 @@ async def mark_offline(redis: Redis, user_id: uuid.UUID | str, connection_id: st
         pipe.zcard(key)
         _, _, after = await pipe.execute()
     return int(after) == 0
+
+
+async def refresh_many(redis: Redis, connections: Sequence[tuple[str, str]],
+                       ttl: float = PRESENCE_TTL_SECS) -> None:
+    """Extend many (user id, connection id) entries in one round trip: a gateway keeps all its
+    sockets counted with one call every few seconds instead of one per socket."""
+    if not connections:
+        return
+    until = time.time() + ttl
+    async with redis.pipeline(transaction=False) as pipe:
+        for user_id, connection_id in connections:
+            pipe.zadd(_key(user_id), {connection_id: until})
+            pipe.expire(_key(user_id), int(ttl) + 5)
+        await pipe.execute()
 
 
 async def is_online(redis: Redis, user_id: uuid.UUID | str) -> bool:

@@ -1,5 +1,6 @@
 """Background work every gateway process does besides serving requests: turning password reset
-requests into e-mails, delivering the e-mail outbox, and dropping expired idempotency keys.
+requests into e-mails, delivering the e-mail outbox, dropping expired idempotency keys and
+events past the replay window.
 Safe to run in many processes at once (rows are claimed with SKIP LOCKED)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from sharehub.mailer import send_due
 from sharehub.password_reset import process_requests
 from sharehub.platform import Platform
+from storage.channels import purge_published
 from storage.idempotency import purge_expired
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ async def run_background_workers(platform: Platform, stop: asyncio.Event) -> Non
             if time.monotonic() - purged_at >= _PURGE_EVERY_SECS:
                 # Expired Idempotency-Key records are only ever overwritten on reuse; drop the rest.
                 await purge_expired(platform.db)
+                # Published events older than the replay window (a client further behind resyncs).
+                await purge_published(platform.db)
                 purged_at = time.monotonic()
         except Exception:
             # A dependency hiccup must not kill the loop; the work stays queued for the next turn.

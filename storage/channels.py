@@ -66,10 +66,17 @@ async def events_between(conn: asyncpg.Connection | asyncpg.Pool, kind: str, ent
 
 
 async def purge_published(conn: asyncpg.Connection | asyncpg.Pool, *, days: int = RETENTION_DAYS,
-                          batch: int = 10_000) -> int:
-    """Drop published events older than the retention, a batch at a time (returns how many)."""
-    result = await conn.execute(
-        """DELETE FROM outbox WHERE id IN (
-               SELECT id FROM outbox WHERE published_at < now() - make_interval(days => $1) LIMIT $2)""",
-        days, batch)
-    return int(result.split()[-1])
+                          batch: int = 10_000, max_batches: int = 100) -> int:
+    """Drop published events older than the retention, a batch per statement so no transaction
+    holds many row locks (returns how many)."""
+    purged = 0
+    for _ in range(max_batches):
+        result = await conn.execute(
+            """DELETE FROM outbox WHERE id IN (
+                   SELECT id FROM outbox WHERE published_at < now() - make_interval(days => $1) LIMIT $2)""",
+            days, batch)
+        deleted = int(result.split()[-1])
+        purged += deleted
+        if deleted < batch:
+            break
+    return purged

@@ -1,22 +1,43 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats.js.errors
 import pytest
 import requests
 
+from actors.relay import STREAM, ensure_stream, run_relay
 from sharehub.config import Settings
+from sharehub.consumers import run_consumers
 from sharehub.devstack.processes import free_port, stop
+from sharehub.event_consumers import all_consumers
+from sharehub.platform import Platform
 
 
 @pytest.fixture(scope="session")
 def live_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
     """A real `sharehub gateway` process on a free port, joined to the session's services and Ray."""
+    with _gateway_process(migrated, tmp_root / "live-gateway.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def second_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
+    """Another gateway process beside `live_gateway` (what `sharehub run --gateways 2` runs):
+    clients of the two reach each other only through NATS."""
+    with _gateway_process(migrated, tmp_root / "second-gateway.log") as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _gateway_process(migrated: Settings, log_path: Path) -> Iterator[str]:
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -32,7 +53,6 @@ def live_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
         "SHAREHUB_PASSWORD_RESETS_PER_IP": "1000000",
         "SHAREHUB_LOG_LEVEL": "WARNING",
     })
-    log_path = tmp_root / "live-gateway.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "sharehub", "gateway", "--port", str(port)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -53,3 +73,30 @@ def live_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
         yield base
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+async def event_pipeline(platform: Platform) -> AsyncIterator[None]:
+    """What every gateway process runs in the background besides serving requests - the outbox
+    relay and the domain-event consumers - for the whole session (the `client` fixture has no
+    background workers). Ready once the durable consumers exist: they start at new events, so an
+    event published before would be missed."""
+    assert platform.nats is not None
+    js = platform.nats.jetstream()
+    await ensure_stream(js)
+    stopping = asyncio.Event()
+    consumers = all_consumers(platform)
+    tasks = [asyncio.create_task(run_relay(platform.db, js, stopping)),
+             asyncio.create_task(run_consumers(js, consumers, stopping))]
+    deadline = time.monotonic() + 30
+    for consumer in consumers:
+        while True:
+            try:
+                await js.consumer_info(STREAM, consumer.name)
+                break
+            except nats.js.errors.NotFoundError:
+                assert time.monotonic() < deadline, f"consumer {consumer.name} did not start"
+                await asyncio.sleep(0.05)
+    yield
+    stopping.set()
+    await asyncio.gather(*tasks)

@@ -200,6 +200,7 @@ async def test_a_booking_without_an_inquiry_opens_the_room(client: Client, platf
     rental = await resp.json()
     event = await platform.db.fetchrow(
         "SELECT payload FROM outbox WHERE entity_kind = 'rental' AND entity_id = $1 AND seq = 1", rental["id"])
+    assert event is not None
     await chat_consumer(platform).handle(event["payload"])
     rooms = (await _chat_list(client, owner))["items"]
     assert [r["id"] for r in rooms] == [rental["chat_id"]]
@@ -220,3 +221,22 @@ async def test_chat_events_are_numbered_per_room(client: Client, platform: Platf
         ("opened", 1), ("message_sent", 2), ("message_sent", 3), ("read", 4)]
     assert {r["payload"]["epoch"] for r in rows} == {rows[0]["payload"]["epoch"]}
     assert rows[2]["payload"]["data"]["message"]["body"] == "Второе"
+
+
+async def test_rooms_are_paged_by_activity_time(client: Client, platform: Platform) -> None:
+    renter = await register_and_login(client)
+    opened = []
+    for _ in range(3):
+        _, listing = await published_listing(client, platform)
+        resp = await client.post("/api/v1/chats", json={"listing_id": listing["id"]}, headers=renter.auth)
+        assert resp.status == 201, await resp.text()
+        opened.append((await resp.json())["id"])
+    first = await (await client.get("/api/v1/chats", params={"limit": 2}, headers=renter.auth)).json()
+    assert [r["id"] for r in first["items"]] == opened[:0:-1] and first["next_before"]
+    rest = await (await client.get("/api/v1/chats", params={"limit": 2, "before": first["next_before"]},
+                                   headers=renter.auth)).json()
+    assert ([r["id"] for r in rest["items"]], rest["next_before"]) == ([opened[0]], None)
+    # The cursor is an RFC 3339 instant with an offset, nothing looser.
+    for bad in ("0.5", "2027-06-01", "2027-06-01T12:00:00", "2027-02-30T00:00:00Z", "0001-01-01T00:00:00+01:00"):
+        resp = await client.get("/api/v1/chats", params={"before": bad}, headers=renter.auth)
+        assert resp.status == 422 and (await resp.json())["code"] == "validation_failed", bad

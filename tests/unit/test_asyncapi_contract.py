@@ -81,9 +81,33 @@ def test_every_rental_event_is_documented() -> None:
     assert set(_events_by_subject_kind("listing_rentals")) <= {"self", "rental"}
 
 
+def test_every_chat_event_is_documented() -> None:
+    spec = _spec()
+    enum, names = _documented(spec, "chatEvents")
+    assert spec["channels"]["chatEvents"]["address"].startswith("chat.")
+    # A room publishes only about itself.
+    assert set(_events_by_subject_kind("chat")) == {"self"}
+    assert _emitted("chat") == enum == names
+
+
+def test_every_event_carries_its_channel_seq_and_epoch() -> None:
+    envelope = _spec()["components"]["schemas"]["Envelope"]["properties"]
+    assert {"seq", "epoch"} <= set(envelope)
+
+
+def test_rental_events_name_both_parties() -> None:
+    messages = _spec()["components"]["messages"]
+    for ref in _spec()["channels"]["rentalEvents"]["messages"].values():
+        message = messages[ref["$ref"].rsplit("/", 1)[1]]
+        data = message["payload"]["allOf"][1]["properties"]["data"]
+        assert {"listing_id", "renter_id", "owner_id"} <= set(data["required"]), message["name"]
+
+
 def test_every_entity_kind_of_a_subject_is_in_the_envelope() -> None:
     spec = _spec()
-    kinds = {channel["address"].split(".", 1)[0] for channel in spec["channels"].values()}
+    # NATS subjects only: the client websocket (`/ws`) has its own test (test_ws_protocol_contract).
+    kinds = {channel["address"].split(".", 1)[0] for channel in spec["channels"].values()
+             if not channel["address"].startswith("/")}
     assert kinds == set(spec["components"]["schemas"]["Envelope"]["properties"]["kind"]["enum"])
 
 
