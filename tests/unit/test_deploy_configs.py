@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import ray.autoscaler
 import yaml
+from prometheus_client import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -34,6 +35,16 @@ DASHBOARD_METRICS = (
     "ray_sharehub_shard_live_entities",
     "ray_sharehub_shard_group_fallbacks_total",
     "ray_sharehub_shard_timers_fired_total",
+    # The websocket gateway (gateway/realtime/metrics.py) and the event consumers.
+    "ws_connections",
+    "ws_channels",
+    "ws_deliveries_total",
+    "ws_fanout_latency_seconds_bucket",
+    "ws_slow_consumer_closes_total",
+    "ws_server_closes_total",
+    "ws_gap_fill_events_total",
+    "ws_resyncs_total",
+    "sharehub_events_consumed_total",
 )
 PORT_FLAG = re.compile(r"(?:(?<![\w-])--port[= ]|--address[= ]\S*:|(?<!\S)-p )(\d+)")
 VALUES_REF = re.compile(r"\.Values((?:\.\w+)+)")
@@ -173,6 +184,13 @@ def test_grafana_dashboard_queries_gateway_metrics() -> None:
         assert any(metric in expr for metric in DASHBOARD_METRICS), f"unknown metric in {expr!r}"
     assert any("histogram_quantile(0.99" in e for e in exprs)
     assert any("histogram_quantile(0.5" in e for e in exprs)
+    import gateway.app  # noqa: F401 - registers every gateway metric
+    import sharehub.event_consumers  # noqa: F401
+    # Family names (a labelled counter has no samples until first used) with their series suffixes.
+    exposed = {family.name + suffix for family in REGISTRY.collect() for suffix in ("", "_total", "_bucket")}
+    for metric in DASHBOARD_METRICS:
+        if not metric.startswith("ray_"):
+            assert metric in exposed, f"the gateway does not expose {metric}"
     recorded = (Path(__file__).resolve().parents[2] / "actors" / "shard_metrics.py").read_text()
     for metric in DASHBOARD_METRICS:
         if metric.startswith("ray_"):
