@@ -268,6 +268,33 @@ def rss_mib(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
+async def hold_watchers(port: int, tokens: list[str], count: int, channel: str) -> asyncio.subprocess.Process:
+    """Another process holding `count` sockets subscribed to `channel` until its stdin closes."""
+    spec = orjson.dumps({"port": port, "tokens": tokens, "count": count, "channel": channel})
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(HERE), "--hold-watchers",
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(spec + b"\n")
+    await proc.stdin.drain()
+    line = await asyncio.wait_for(proc.stdout.readline(), 300)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the watcher process failed: {line!r}")
+    return proc
+
+
+async def run_holder() -> None:
+    """`--hold-watchers`: read the spec from stdin, hold the sockets, say "ready", wait for EOF."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    spec = orjson.loads(await reader.readline())
+    clients = await open_sockets(spec["port"], spec["tokens"], spec["count"], Recorder(),
+                                 channels=_same([spec["channel"]]), label="background watchers")
+    print("ready", flush=True)
+    await reader.read()
+    close_all(clients)
+
+
 # ============================================================================ phases
 
 
@@ -299,6 +326,29 @@ async def phase_connections(servers: Servers, data: Data, opts: argparse.Namespa
     return results
 
 
+async def fanout_histogram(session: aiohttp.ClientSession, base: str) -> dict[float, float]:
+    """The gateway's own `ws_fanout_latency_seconds` buckets (cumulative counts by upper bound):
+    from an event's occurred_at until its frame was written to the last local watcher."""
+    async with session.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("ws_fanout_latency_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (ms) of the bucket holding quantile q of the observations in between."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    for bound, cumulative in counts:
+        if total and cumulative >= q * total:
+            return bound * 1000
+    return float("nan")
+
+
 async def _set_blocked(session: aiohttp.ClientSession, base: str, owner: Person, listing: uuid.UUID, i: int) -> None:
     day = (datetime.now(UTC) + timedelta(days=200 + i % 50)).date().isoformat()
     async with session.put(f"{base}/api/v1/listings/{listing}/blocked-periods", headers=owner.auth,
@@ -319,6 +369,7 @@ async def phase_fanout(servers: Servers, data: Data, opts: argparse.Namespace, s
                                          channels=_same([f"listing:{listing}"]),
                                          label=f"{name}: {size} watchers")
             await asyncio.sleep(1.0)
+            histogram_before = await fanout_histogram(session, servers.base)
             for i in range(opts.updates):
                 await _set_blocked(session, servers.base, data.owner, listing, i)
                 await asyncio.sleep(opts.update_gap)
@@ -330,6 +381,10 @@ async def phase_fanout(servers: Servers, data: Data, opts: argparse.Namespace, s
                          for arrived, m in recorder.messages() if m.get("type") == "event"]
             results[(name, size)] = {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
                                      "delivered": len(latencies), "expected": size * opts.updates}
+            if name == GATEWAY:
+                histogram_after = await fanout_histogram(session, servers.base)
+                results[(name, size)]["server_p50_ms"] = bucket_quantile(histogram_before, histogram_after, 0.5)
+                results[(name, size)]["server_p99_ms"] = bucket_quantile(histogram_before, histogram_after, 0.99)
             close_all(clients)
             await asyncio.sleep(2.0)
     return results
@@ -392,11 +447,10 @@ async def phase_chat(servers: Servers, data: Data, opts: argparse.Namespace, ses
                             label="chat: renter"))[0]
         for renter, room in zip(data.renters, rooms, strict=True)
     ]
-    # Background load: the fan-out watchers of the largest size stay connected and keep getting updates.
-    load_recorder = Recorder()
+    # Background load: the fan-out watchers of the largest size stay connected and keep getting
+    # updates - held by another process, so that reading their frames does not delay this one's.
     listing = data.fanout_listings[GATEWAY][-1]
-    load_clients = await open_sockets(port, [p.token for p in data.watchers], opts.fanout[-1], load_recorder,
-                                      channels=_same([f"listing:{listing}"]), label="chat: background watchers")
+    holder = await hold_watchers(port, [p.token for p in data.watchers], opts.fanout[-1], f"listing:{listing}")
     stop_load = asyncio.Event()
 
     async def background_updates() -> None:
@@ -428,7 +482,10 @@ async def phase_chat(servers: Servers, data: Data, opts: argparse.Namespace, ses
     for _, message in renter_recorder.messages():
         errors += message.get("type") == "error"
     sent = len(rooms) * opts.chat_rate * opts.chat_secs
-    close_all([owner_socket, *renter_sockets, *load_clients])
+    close_all([owner_socket, *renter_sockets])
+    assert holder.stdin is not None
+    holder.stdin.close()
+    await holder.wait()
     return {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
             "delivered": len(latencies), "sent_approx": sent, "errors": errors}
 
@@ -449,6 +506,10 @@ def _print(connections: dict[str, dict[str, float]], fanout: dict[tuple[str, int
         ratio = fanout[(BASELINE, size)]["p99_ms"] / r["p99_ms"] if r["p99_ms"] else float("nan")
         print(f"{name:<10} {size:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
               f"{r['delivered']:>5.0f}/{r['expected']:<5.0f} {ratio:>11.2f}x")
+    for (_, size), r in fanout.items():
+        if "server_p50_ms" in r:
+            print(f"  the gateway's own view, commit -> frame written to its last watcher, {size} watchers: "
+                  f"p50 <= {r['server_p50_ms']:.1f} ms, p99 <= {r['server_p99_ms']:.1f} ms (histogram bucket bounds)")
     print(f"\n3. deliveries per second, one process ({opts.blast_events} events x {opts.blast_watchers} watchers)")
     print(f"{'server':<10} {'deliv/s':>10} {'delivered':>16} {'closed':>7} {'vs base':>8}")
     for name, r in blast.items():
@@ -481,6 +542,8 @@ async def run(opts: argparse.Namespace) -> None:
         servers = Servers(ports, {GATEWAY: gateway.procs[0].pid, BASELINE: baseline.procs[0].pid}, gateway.base)
         try:
             async with aiohttp.ClientSession() as session:
+                # The gateway's first entity command sets up its Ray client (seconds): not in a sample.
+                await _set_blocked(session, servers.base, data.owner, data.chat_listing, 0)
                 connections = await phase_connections(servers, data, opts)
                 fanout = await phase_fanout(servers, data, opts, session)
                 blast = await phase_blast(servers, data, opts, urls.nats_url)
@@ -499,6 +562,7 @@ async def run(opts: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--hold-watchers", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--fanout", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 4000])
     parser.add_argument("--updates", type=int, default=20)
@@ -515,6 +579,9 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.serve_baseline:
         uvloop.run(serve_baseline(opts.serve_baseline))
+        return
+    if opts.hold_watchers:
+        uvloop.run(run_holder())
         return
     uvloop.run(run(opts))
 

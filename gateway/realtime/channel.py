@@ -36,6 +36,8 @@ from storage import channels as history_store
 from storage.channels import Replay
 
 log = logging.getLogger(__name__)
+# Sockets written per turn of the event loop during a fan-out.
+_YIELD_EVERY = 500
 
 
 class History(Protocol):
@@ -122,8 +124,7 @@ class Channel:
                     WS_RESYNCS.inc()
                     out.append(protocol.resync(name, self.epoch, self.last, msg_id))
             # Queued before the lock is released: nothing newer can reach this watcher first.
-            for data in out:
-                conn.send(data)
+            conn.send_many(out)
             (self.full if audience is Audience.FULL else self.public).add(conn)
 
     def leave(self, conn: Connection) -> None:
@@ -166,7 +167,7 @@ class Channel:
             return
         if seq > self.last + 1:
             await self._fill(seq - 1)
-        self._deliver(payload)
+        await self._deliver(payload)
         self.last = seq
 
     async def _catch_up(self, epoch: str, head: int) -> None:
@@ -194,27 +195,33 @@ class Channel:
         for payload in missing:
             if payload.get("seq") == self.last + 1:
                 WS_GAP_FILLS.inc()
-                self._deliver(payload)
+                await self._deliver(payload)
                 self.last = payload["seq"]
         if self.last < up_to:
             self.last = up_to
             self._resync()
 
-    def _deliver(self, payload: dict[str, Any]) -> None:
+    async def _deliver(self, payload: dict[str, Any]) -> None:
+        """Encode once per audience, write the same frame to every watcher. A big fan-out gives
+        the loop back every `_YIELD_EVERY` sockets, so one popular listing does not stall chats
+        and requests for its whole length (the channel lock keeps this channel's order; a
+        snapshot of the watchers, because a socket may leave meanwhile)."""
         name = self.ref.name
         delivered = 0
-        if self.full:
-            data = protocol.event(name, payload)
-            for conn in self.full:
-                conn.send(data)
-            delivered += len(self.full)
-        if self.public:
-            seen = for_audience(payload, Audience.PUBLIC)
-            if seen is not None:
-                data = protocol.event(name, seen)
-                for conn in self.public:
-                    conn.send(data)
-                delivered += len(self.public)
+        for watchers, audience in ((self.full, Audience.FULL), (self.public, Audience.PUBLIC)):
+            if not watchers:
+                continue
+            seen = payload if audience is Audience.FULL else for_audience(payload, audience)
+            if seen is None:
+                continue
+            data = protocol.event(name, seen)
+            frame = protocol.text_frame(data)
+            snapshot = list(watchers)
+            for index, conn in enumerate(snapshot, start=1):
+                conn.send(data, frame)
+                if index % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            delivered += len(snapshot)
         if delivered:
             WS_DELIVERIES.inc(delivered)
             occurred = _occurred(payload)
@@ -229,10 +236,11 @@ class Channel:
 
     def broadcast(self, data: bytes, *, skip_user: uuid.UUID | None = None) -> None:
         """The same bytes to every watcher (presence, typing: not part of the seq stream)."""
+        frame = protocol.text_frame(data)
         for watchers in (self.full, self.public):
             for conn in watchers:
                 if skip_user is None or conn.claims.user_id != skip_user:
-                    conn.send(data)
+                    conn.send(data, frame)
 
     async def on_typing(self, msg: Msg) -> None:
         try:

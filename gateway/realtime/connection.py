@@ -34,6 +34,10 @@ CLOSE_TOO_MANY_MESSAGES = 4029
 # does not read never answers it).
 CLOSE_TIMEOUT_SECS = 2.0
 
+# Bytes the transport may hold unsent before messages queue for the writer task instead (which
+# waits for the socket to drain, and whose queue bound detects a slow consumer).
+DIRECT_WRITE_LIMIT = 64 * 1024
+
 # Closing tasks are referenced here until they finish (the loop keeps only weak references).
 _closing: set[asyncio.Task[None]] = set()
 
@@ -61,11 +65,41 @@ class Connection:
             self.channels = {}
         return self.channels
 
-    def send(self, data: bytes) -> None:
-        """Queue one message; never blocks. A client whose queue is full is too slow to keep up
-        and is disconnected (4008) rather than holding memory or slowing anyone else."""
+    def send(self, data: bytes, frame: bytes | None = None) -> None:
+        """Send one message; never blocks. While nothing is queued and the socket keeps up, the
+        frame (`frame`, prebuilt once per broadcast, or built here) goes straight to the
+        transport: no task, no copy per watcher. Otherwise it waits in the bounded queue for the
+        writer task, and a client whose queue is full is too slow to keep up: it is disconnected
+        (4008) rather than holding memory or slowing anyone else."""
         if self.closing:
             return
+        transport = self._direct()
+        if transport is not None:
+            transport.write(frame if frame is not None else protocol.text_frame(data))
+            return
+        self._enqueue(data)
+
+    def send_many(self, messages: list[bytes]) -> None:
+        """Several messages at once (a replay): as few frames as possible, in order."""
+        if self.closing or not messages:
+            return
+        transport = self._direct()
+        if transport is not None:
+            for joined in protocol.frames(messages):
+                transport.write(protocol.text_frame(joined))
+            return
+        for data in messages:
+            self._enqueue(data)
+
+    def _direct(self) -> asyncio.Transport | None:
+        """The transport, when a message may skip the queue: nothing waits before it and the
+        socket keeps up."""
+        transport = self.transport
+        if self.queue is not None or self.writer is not None or transport is None or transport.is_closing():
+            return None
+        return transport if transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT else None
+
+    def _enqueue(self, data: bytes) -> None:
         queue = self.queue
         if queue is None:
             queue = self.queue = []

@@ -10,6 +10,7 @@ tests/unit/test_ws_protocol_contract.py keeps the two in step."""
 from __future__ import annotations
 
 import re
+import struct
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -214,6 +215,17 @@ def api_error(exc: ApiError, msg_id: str | None = None) -> bytes:
 
 # A frame of coalesced messages stays below this unless one message alone is larger.
 MAX_FRAME_BYTES = 64 * 1024
+
+
+def text_frame(message: bytes) -> bytes:
+    """The whole websocket frame of one text message as a server sends it (final, unmasked,
+    uncompressed): built once per broadcast, the same bytes are written to every socket."""
+    size = len(message)
+    if size < 126:
+        return bytes((0x81, size)) + message
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + message
+    return struct.pack("!BBQ", 0x81, 127, size) + message
 
 
 def frames(messages: list[bytes], max_bytes: int = MAX_FRAME_BYTES) -> list[bytes]:
