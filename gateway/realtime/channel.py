@@ -219,7 +219,7 @@ class Channel:
             snapshot = list(watchers)
             for index, conn in enumerate(snapshot, start=1):
                 conn.send(data, frame)
-                if index % _YIELD_EVERY == 0:
+                if index % _YIELD_EVERY == 0 and index < len(snapshot):
                     await asyncio.sleep(0)
             delivered += len(snapshot)
         if delivered:

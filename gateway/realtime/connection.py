@@ -41,10 +41,22 @@ DIRECT_WRITE_LIMIT = 64 * 1024
 # Closing tasks are referenced here until they finish (the loop keeps only weak references).
 _closing: set[asyncio.Task[None]] = set()
 
+# Sockets with messages sent during this turn of the event loop, written at its end: a single
+# message goes out as the frame prebuilt for every watcher, several (a burst of events) as one
+# frame - the same latency as writing at once, far fewer syscalls when events come in bursts.
+_dirty: list[Connection] = []
+
+
+def _flush_dirty() -> None:
+    dirty = _dirty[:]
+    _dirty.clear()
+    for conn in dirty:
+        conn.flush()
+
 
 class Connection:
-    __slots__ = ("budget", "channels", "claims", "closing", "conn_id", "limit", "queue", "transport", "typing_at",
-                 "writer", "ws")
+    __slots__ = ("budget", "channels", "claims", "closing", "conn_id", "limit", "pending", "queue", "transport",
+                 "typing_at", "writer", "ws")
 
     def __init__(self, ws: web.WebSocketResponse[Any], transport: asyncio.Transport | None,
                  claims: AccessClaims, limit: int) -> None:
@@ -53,6 +65,8 @@ class Connection:
         self.claims = claims
         self.limit = limit
         self.conn_id = uuid.uuid4().hex  # this socket in Redis presence
+        # Sent this turn of the loop, with the prebuilt frame of each (None: build it here).
+        self.pending: list[tuple[bytes, bytes | None]] | None = None
         self.queue: list[bytes] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.channels: dict[str, Channel] | None = None
@@ -66,38 +80,48 @@ class Connection:
         return self.channels
 
     def send(self, data: bytes, frame: bytes | None = None) -> None:
-        """Send one message; never blocks. While nothing is queued and the socket keeps up, the
-        frame (`frame`, prebuilt once per broadcast, or built here) goes straight to the
-        transport: no task, no copy per watcher. Otherwise it waits in the bounded queue for the
-        writer task, and a client whose queue is full is too slow to keep up: it is disconnected
-        (4008) rather than holding memory or slowing anyone else."""
+        """Send one message; never blocks. While the socket keeps up, messages sent during one
+        turn of the event loop are written at its end, straight to the transport: one prebuilt
+        frame (`frame`, the same bytes for every watcher of a broadcast) or, for several, one
+        joined frame - no task, no copy per watcher. A socket that does not keep up gets a
+        bounded queue and a writer task; when that queue is full the client is too slow: it is
+        disconnected (4008) rather than holding memory or slowing anyone else."""
         if self.closing:
             return
-        transport = self._direct()
-        if transport is not None:
-            transport.write(frame if frame is not None else protocol.text_frame(data))
+        if self.queue is not None or self.writer is not None:
+            self._enqueue(data)
             return
-        self._enqueue(data)
+        pending = self.pending
+        if pending is None:
+            self.pending = [(data, frame)]
+            if not _dirty:
+                asyncio.get_running_loop().call_soon(_flush_dirty)
+            _dirty.append(self)
+        else:
+            pending.append((data, frame))
 
     def send_many(self, messages: list[bytes]) -> None:
-        """Several messages at once (a replay): as few frames as possible, in order."""
-        if self.closing or not messages:
-            return
-        transport = self._direct()
-        if transport is not None:
-            for joined in protocol.frames(messages):
-                transport.write(protocol.text_frame(joined))
-            return
+        """Several messages at once (a replay): they leave together, in order."""
         for data in messages:
-            self._enqueue(data)
+            self.send(data)
 
-    def _direct(self) -> asyncio.Transport | None:
-        """The transport, when a message may skip the queue: nothing waits before it and the
-        socket keeps up."""
+    def flush(self) -> None:
+        """Write what this turn of the loop sent (the end-of-turn callback calls it)."""
+        pending, self.pending = self.pending, None
+        if not pending or self.closing:
+            return
         transport = self.transport
-        if self.queue is not None or self.writer is not None or transport is None or transport.is_closing():
-            return None
-        return transport if transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT else None
+        if self.queue is not None or self.writer is not None or transport is None or transport.is_closing() \
+                or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
+            for data, _ in pending:  # the writer task takes over (it waits for the socket to drain)
+                self._enqueue(data)
+            return
+        if len(pending) == 1:
+            data, frame = pending[0]
+            transport.write(frame if frame is not None else protocol.text_frame(data))
+            return
+        for joined in protocol.frames([data for data, _ in pending]):
+            transport.write(protocol.text_frame(joined))
 
     def _enqueue(self, data: bytes) -> None:
         queue = self.queue
