@@ -405,9 +405,9 @@ async def phase_blast(servers: Servers, data: Data, opts: argparse.Namespace, na
                 channels=_round_robin([f"listing:{listing}" for listing in listings]),
                 label=f"{name}: blast watchers")
             await asyncio.sleep(1.0)
-            expected = opts.blast_events * opts.blast_watchers
+            per_channel = max(1, opts.blast_events // len(listings))
+            expected = per_channel * len(listings) * opts.blast_watchers
             started = time.time()
-            per_channel = opts.blast_events // len(listings)
             for seq in range(1, per_channel + 1):
                 for listing in listings:
                     # The shape the relay publishes; seqs continue the channel's (empty) history.
