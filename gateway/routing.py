@@ -47,6 +47,9 @@ class RouteSpec:
     access: Access
     # POSTs that create something honour Idempotency-Key.
     idempotent: bool = False
+    # A websocket: after the upgrade it lives for hours, so it bypasses the per-request
+    # middlewares (gateway/middleware.py `observe`) and authenticates itself.
+    socket: bool = False
 
 
 @dataclass
@@ -54,15 +57,16 @@ class RouteTable:
     routes: list[RouteSpec] = field(default_factory=list)
     statics: list[tuple[str, Path]] = field(default_factory=list)
 
-    def add(self, method: str, path: str, *, access: Access, idempotent: bool = False) -> Callable[[Handler], Handler]:
+    def add(self, method: str, path: str, *, access: Access, idempotent: bool = False,
+            socket: bool = False) -> Callable[[Handler], Handler]:
         def decorator(handler: Handler) -> Handler:
-            self.routes.append(RouteSpec(method, path, handler, access, idempotent))
+            self.routes.append(RouteSpec(method, path, handler, access, idempotent, socket))
             return handler
 
         return decorator
 
-    def get(self, path: str, *, access: Access) -> Callable[[Handler], Handler]:
-        return self.add("GET", path, access=access)
+    def get(self, path: str, *, access: Access, socket: bool = False) -> Callable[[Handler], Handler]:
+        return self.add("GET", path, access=access, socket=socket)
 
     def post(self, path: str, *, access: Access, idempotent: bool = False) -> Callable[[Handler], Handler]:
         return self.add("POST", path, access=access, idempotent=idempotent)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 
 from gateway.context import PRINCIPAL, platform
+from gateway.middleware import bearer_token
 from sharehub.errors import forbidden, unauthorized
 from sharehub.revocation import check_not_revoked
 from sharehub.security.tokens import AccessClaims, TokenInvalid
@@ -39,14 +40,9 @@ def subprotocol_token(request: web.Request) -> tuple[bool, str | None]:
 
 
 async def authenticate(request: web.Request, offered_token: str | None) -> AccessClaims:
-    # An Authorization header was already verified by the auth middleware (the route is
-    # PUBLIC_IDENTIFIED: a sent token is checked, a missing one left to us).
-    header_claims: AccessClaims | None = request.get(PRINCIPAL)
-    token = offered_token
-    if token is None:
-        if header_claims is not None:
-            return header_claims
-        token = request.query.get("access_token") or None
+    # The socket route bypasses the auth middleware (gateway/middleware.py `_serve_socket`):
+    # the subprotocol, then the Authorization header, then the query parameter.
+    token = offered_token or bearer_token(request) or request.query.get("access_token") or None
     if token is None:
         raise unauthorized(detail="Send the access token as `Sec-WebSocket-Protocol: bearer, <token>`, "
                                   "`Authorization: Bearer <token>` or `?access_token=`.")
@@ -56,4 +52,5 @@ async def authenticate(request: web.Request, offered_token: str | None) -> Acces
         await check_not_revoked(plat, claims)
     except TokenInvalid as exc:
         raise unauthorized(exc.code, "The access token is not valid.") from exc
+    request[PRINCIPAL] = claims  # for the access log
     return claims

@@ -33,7 +33,7 @@ HEARTBEAT_SECS = (25.0, 35.0)
 _FRAME_LIMIT_FACTOR = 4
 
 
-@routes.get("/ws", access=PUBLIC_IDENTIFIED)
+@routes.get("/ws", access=PUBLIC_IDENTIFIED, socket=True)
 async def websocket(request: web.Request) -> web.StreamResponse:
     ws, claims = await _accept(request)
     hub = request.app[HUB]
