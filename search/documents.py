@@ -1,0 +1,61 @@
+"""A listing as the search index holds it.
+
+Only published listings are searchable: a draft, a listing under review, a paused or archived
+one is not in the index (the consumer deletes it by id when it leaves `published`). The category
+is stored as its path from the root (`/tools/power-tools`): a filter on `/tools` then matches
+every child, and facet counts come per level."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from tantivy import Document, Facet
+
+SEARCHABLE_STATUSES = frozenset({"published"})
+
+
+def category_paths(categories: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """{category id: "/root/.../id"} from rows with `id` and `parent_id`."""
+    parents = {row["id"]: row["parent_id"] for row in categories}
+    paths: dict[str, str] = {}
+    for category in parents:
+        chain, current, seen = [], category, set()
+        while current is not None and current not in seen:  # a cycle would be a data bug: stop
+            seen.add(current)
+            chain.append(current)
+            current = parents.get(current)
+        paths[category] = "/" + "/".join(reversed(chain))
+    return paths
+
+
+def is_searchable(listing: Mapping[str, Any]) -> bool:
+    return listing.get("status") in SEARCHABLE_STATUSES
+
+
+def _instant(value: Any) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def listing_document(listing: Mapping[str, Any], paths: Mapping[str, str], *, owner_rating: float = 0.0) -> Document:
+    """The index document of a listing row (storage.listings columns)."""
+    category = str(listing["category_id"])
+    created = _instant(listing["created_at"])
+    return Document(
+        id=str(listing["id"]),
+        title=listing["title"],
+        description=listing["description"],
+        category=Facet.from_string(paths.get(category, f"/{category}")),
+        category_id=category,
+        city=listing["city"],
+        rental_unit=listing["rental_unit"],
+        price=int(listing["price_per_unit"]),
+        lat=float(listing["lat"]),
+        lon=float(listing["lon"]),
+        owner_rating=float(owner_rating),
+        instant_book=bool(listing["instant_book"]),
+        created_at=created,
+        updated_at=_instant(listing.get("updated_at") or created),
+    )
