@@ -27,7 +27,7 @@ from sharehub.errors import ApiError, forbidden, rate_limited, unauthorized
 from sharehub.logs import request_id_var
 from sharehub.ratelimit import FixedWindowCounter
 from sharehub.revocation import check_not_revoked
-from sharehub.security.tokens import TokenInvalid
+from sharehub.security.tokens import AccessClaims, TokenInvalid
 from storage import idempotency as idem_store
 
 log = logging.getLogger("sharehub.gateway")
@@ -162,6 +162,19 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
+async def identify(request: web.Request, token: str) -> AccessClaims:
+    """The caller behind an access token (signature, expiry, revocation), remembered on the
+    request; 401 when the token is not valid."""
+    plat = platform(request)
+    try:
+        claims = plat.tokens.verify_access(token)
+        await check_not_revoked(plat, claims)
+    except TokenInvalid as exc:
+        raise unauthorized(exc.code, "The access token is not valid.") from exc
+    request[PRINCIPAL] = claims
+    return claims
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     spec = spec_for(request)
@@ -175,13 +188,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if spec.access.authenticated:
             raise unauthorized()
         return await handler(request)
-    plat = platform(request)
-    try:
-        claims = plat.tokens.verify_access(token)
-        await check_not_revoked(plat, claims)
-    except TokenInvalid as exc:
-        raise unauthorized(exc.code, "The access token is not valid.") from exc
-    request[PRINCIPAL] = claims
+    claims = await identify(request, token)
     if spec.access.roles and not (spec.access.roles & claims.roles):
         raise forbidden("Your role does not allow this.")
     return await handler(request)

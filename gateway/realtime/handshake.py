@@ -12,11 +12,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
-from gateway.context import PRINCIPAL, platform
-from gateway.middleware import bearer_token
+from gateway.context import platform
+from gateway.middleware import bearer_token, identify
 from sharehub.errors import forbidden, unauthorized
-from sharehub.revocation import check_not_revoked
-from sharehub.security.tokens import AccessClaims, TokenInvalid
+from sharehub.security.tokens import AccessClaims
 
 BEARER_PROTOCOL = "bearer"
 
@@ -46,11 +45,4 @@ async def authenticate(request: web.Request, offered_token: str | None) -> Acces
     if token is None:
         raise unauthorized(detail="Send the access token as `Sec-WebSocket-Protocol: bearer, <token>`, "
                                   "`Authorization: Bearer <token>` or `?access_token=`.")
-    plat = platform(request)
-    try:
-        claims = plat.tokens.verify_access(token)
-        await check_not_revoked(plat, claims)
-    except TokenInvalid as exc:
-        raise unauthorized(exc.code, "The access token is not valid.") from exc
-    request[PRINCIPAL] = claims  # for the access log
-    return claims
+    return await identify(request, token)
