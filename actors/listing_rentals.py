@@ -149,7 +149,8 @@ def _parties(listing: Listing, rental: machine.Rental) -> dict[str, str]:
 def _availability_event(rental: machine.Rental, change: str) -> Event:
     return Event("availability_changed", {"change": change, "rental_id": rental.id,
                                           "start": rental.start.isoformat(), "until": rental.held_until.isoformat(),
-                                          "units": len(rental.unit_numbers)})
+                                          "units": len(rental.unit_numbers),
+                                          "unit_numbers": list(rental.unit_numbers)})
 
 
 def _transition_row(rental: machine.Rental, command: str, from_status: str | None, role: str, *,

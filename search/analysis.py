@@ -12,6 +12,7 @@ from __future__ import annotations
 from tantivy import Filter, Index, TextAnalyzer, TextAnalyzerBuilder, Tokenizer
 
 ANALYZER = "ru_en"
+WORDS = "words"
 _WORD = r"\w+"
 _LONGEST_TERM = 40
 
@@ -29,9 +30,20 @@ def build_analyzer() -> TextAnalyzer:
     )
 
 
+def build_word_analyzer() -> TextAnalyzer:
+    """Words as typed, lowercased: the vocabulary that search suggestions complete to."""
+    return (
+        TextAnalyzerBuilder(Tokenizer.regex(_WORD))
+        .filter(Filter.remove_long(_LONGEST_TERM))
+        .filter(Filter.lowercase())
+        .build()
+    )
+
+
 def register(index: Index) -> None:
     """Every index that uses the schema's text fields needs this before writing or searching."""
     index.register_tokenizer(ANALYZER, build_analyzer())
+    index.register_tokenizer(WORDS, build_word_analyzer())
 
 
 def terms(text: str) -> list[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 EARTH_RADIUS_KM = 6371.0088
 _KM_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_KM / 180
 
@@ -42,3 +44,12 @@ def bounding_box(lat: float, lon: float, radius_km: float) -> Box:
     if min_lon < -180.0 or max_lon > 180.0:
         return Box(min_lat, max_lat, -180.0, 180.0, wraps=True)
     return Box(min_lat, max_lat, min_lon, max_lon)
+
+
+def distances_km(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
+    """`distance_km` from one point to many at once (the candidates in a bounding box)."""
+    phi1, phi2 = math.radians(lat), np.radians(lats)
+    d_phi, d_lambda = phi2 - phi1, np.radians(lons - lon)
+    a = np.sin(d_phi / 2) ** 2 + math.cos(phi1) * np.cos(phi2) * np.sin(d_lambda / 2) ** 2
+    result: np.ndarray = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    return result

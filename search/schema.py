@@ -10,17 +10,26 @@ from __future__ import annotations
 
 from tantivy import Schema, SchemaBuilder
 
-from search.analysis import ANALYZER
+from search.analysis import ANALYZER, WORDS
 
 
 def build_schema() -> Schema:
     builder = SchemaBuilder()
     builder.add_text_field("id", stored=True, tokenizer_name="raw")
+    # The listing id as a number (search/documents.listing_key): a search ordered by it hands back
+    # each hit's key without loading its document, and "not these listings" (booked for the
+    # dates, outside the radius) is one term-set query on it.
+    builder.add_integer_field("key", indexed=True, fast=True)
+    # Title words as typed (lowercase, not stemmed): what `suggest` completes a prefix to.
+    builder.add_text_field("title_words", stored=False, tokenizer_name=WORDS)
+    builder.add_text_field("owner_id", stored=True, tokenizer_name="raw")
+    builder.add_text_field("photo", stored=True, tokenizer_name="raw")
     builder.add_text_field("title", stored=True, tokenizer_name=ANALYZER)
     builder.add_text_field("description", stored=True, tokenizer_name=ANALYZER)
     builder.add_facet_field("category")
     builder.add_text_field("category_id", stored=True, tokenizer_name="raw", fast=True)
     builder.add_text_field("city", stored=True, tokenizer_name="raw", fast=True)
+    builder.add_text_field("city_key", stored=False, tokenizer_name="raw")  # lowercase, ё as е: the filter
     builder.add_text_field("rental_unit", stored=True, tokenizer_name="raw", fast=True)
     builder.add_integer_field("price", stored=True, indexed=True, fast=True)  # kopecks per unit
     builder.add_float_field("lat", stored=True, indexed=True, fast=True)

@@ -20,7 +20,7 @@ CATEGORIES: list[dict[str, Any]] = [
 def _row(listing_id: str, category: str, price: int, **extra: Any) -> dict[str, Any]:
     return {"id": listing_id, "status": "published", "title": f"Вещь {listing_id}", "description": "Описание",
             "category_id": category, "city": "Москва", "rental_unit": "day", "price_per_unit": price,
-            "lat": 55.75, "lon": 37.61, "instant_book": False,
+            "lat": 55.75, "lon": 37.61, "instant_book": False, "owner_id": "o1",
             "created_at": datetime(2026, 11, 1, tzinfo=UTC), "updated_at": None, **extra}
 
 

@@ -1,0 +1,270 @@
+"""Answering a search: text, filters, availability, distance, sort, facets and snippets.
+
+Everything that can run inside tantivy does: the words (search/query.py), category (a facet term:
+children included), price, city and instant-book filters on fast fields, the geo bounding box as
+two range queries, and "not these listings" - booked out for the dates (search/availability.py)
+or inside the box but beyond the radius - as one term-set query on the listing key. So the count,
+the page and the facet aggregation all see exactly the same set. Exact distance needs each
+candidate's coordinates: one search ordered by key over the box returns them without loading a
+document (fast fields), numpy measures them all at once."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from tantivy import Facet, FieldType, Occur, Order, Query, Searcher, SnippetGenerator
+
+from search.availability import AvailabilityBook
+from search.categories import CategoryTree
+from search.documents import city_key
+from search.geo import bounding_box, distance_km, distances_km
+from search.index import ListingIndex
+from search.query import text_query, words
+from search.request import SearchRequest, SearchResult, UnknownCategory
+
+# Price bands for the facet, in kopecks per unit (what a renter picks from: "up to 500 ₽" ...).
+PRICE_BANDS: tuple[tuple[int | None, int | None], ...] = (
+    (None, 50_000), (50_000, 100_000), (100_000, 200_000), (200_000, 500_000), (500_000, None),
+)
+_SNIPPET_CHARS = 160
+_MAX_FACET_CATEGORIES = 1000
+
+
+def _all_of(clauses: list[tuple[Occur, Query]]) -> Query:
+    if not clauses:
+        return Query.all_query()
+    if not any(occur == Occur.Must for occur, _ in clauses):
+        clauses = [(Occur.Must, Query.all_query()), *clauses]
+    return clauses[0][1] if len(clauses) == 1 else Query.boolean_query(clauses)
+
+
+@dataclass
+class _Candidates:
+    """The listings inside the radius: keys, addresses and distances of those in the box."""
+    outside_keys: list[int]
+    inside: list[tuple[float, int, Any]]  # (distance km, key, doc address)
+
+
+class SearchEngine:
+    def __init__(self, index: ListingIndex, book: AvailabilityBook, categories: CategoryTree) -> None:
+        self.index = index
+        self.book = book
+        self.categories = categories
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        started = time.perf_counter()
+        searcher = self.index.searcher()
+        schema = self.index.schema
+        words_query = text_query(schema, request.q) if request.q.strip() else None
+        clauses = self._filters(request)
+        if words_query is not None:
+            clauses.insert(0, (Occur.Must, words_query))
+        if request.available is not None:
+            busy = self.book.unavailable(*request.available)
+            if busy:
+                clauses.append((Occur.MustNot, Query.term_set_query(schema, "key", sorted(busy))))
+        candidates = None
+        if request.near is not None and request.near.radius_km is not None:
+            candidates = self._in_radius(searcher, _all_of(clauses), request)
+            if candidates.outside_keys:
+                clauses.append((Occur.MustNot, Query.term_set_query(schema, "key", candidates.outside_keys)))
+        query = _all_of(clauses)
+        offset = (request.page - 1) * request.per_page
+        if request.sort == "distance":
+            assert request.near is not None
+            ranked = candidates.inside if candidates is not None else self._everything_by_distance(
+                searcher, query, request)
+            ranked.sort(key=lambda hit: (hit[0], hit[1]))
+            total = len(ranked)
+            page: list[tuple[Any, float | None]] = [
+                (address, distance) for distance, _, address in ranked[offset:offset + request.per_page]]
+        else:
+            total, page = self._ranked_page(searcher, query, request, offset, has_words=words_query is not None)
+        items = self._items(searcher, page, request)
+        facets = self._facets(searcher, query) if request.facets else {}
+        return SearchResult(total=total, items=items, facets=facets,
+                            took_ms=(time.perf_counter() - started) * 1000)
+
+    # ------------------------------------------------------------------ filters
+
+    def _filters(self, request: SearchRequest) -> list[tuple[Occur, Query]]:
+        schema = self.index.schema
+        clauses: list[tuple[Occur, Query]] = []
+        if request.category is not None:
+            if request.category not in self.categories:
+                raise UnknownCategory(request.category)
+            facet = Facet.from_string(self.categories.path(request.category))
+            clauses.append((Occur.Must, Query.term_query(schema, "category", facet)))
+        if request.price_min is not None or request.price_max is not None:
+            clauses.append((Occur.Must, Query.range_query(schema, "price", FieldType.Integer,
+                                                          request.price_min, request.price_max)))
+        if request.city:
+            clauses.append((Occur.Must, Query.term_query(schema, "city_key", city_key(request.city))))
+        if request.instant_book is not None:
+            clauses.append((Occur.Must, Query.term_query(schema, "instant_book", request.instant_book)))
+        if request.near is not None and request.near.radius_km is not None:
+            box = bounding_box(request.near.lat, request.near.lon, request.near.radius_km)
+            clauses.append((Occur.Must, Query.range_query(schema, "lat", FieldType.Float, box.min_lat, box.max_lat)))
+            if not box.wraps and (box.min_lon > -180.0 or box.max_lon < 180.0):
+                clauses.append((Occur.Must, Query.range_query(schema, "lon", FieldType.Float,
+                                                              box.min_lon, box.max_lon)))
+        return clauses
+
+    def _box_hits(self, searcher: Searcher, query: Query) -> tuple[list[int], list[Any], np.ndarray]:
+        limit = max(1, searcher.num_docs)
+        hits = searcher.search(query, limit, count=False, order_by_field="key", order=Order.Asc).hits
+        keys = [key for key, _ in hits]
+        addresses = [address for _, address in hits]
+        coordinates = np.array([searcher.fast_field_values("lat", addresses),
+                                searcher.fast_field_values("lon", addresses)], dtype=float)
+        return keys, addresses, coordinates
+
+    def _in_radius(self, searcher: Searcher, query: Query, request: SearchRequest) -> _Candidates:
+        assert request.near is not None and request.near.radius_km is not None
+        keys, addresses, coordinates = self._box_hits(searcher, query)
+        if not keys:
+            return _Candidates([], [])
+        distance = distances_km(request.near.lat, request.near.lon, coordinates[0], coordinates[1])
+        inside = distance <= request.near.radius_km
+        outside = [key for key, ok in zip(keys, inside.tolist(), strict=True) if not ok]
+        kept = [(float(d), key, address) for d, key, address, ok
+                in zip(distance.tolist(), keys, addresses, inside.tolist(), strict=True) if ok]
+        return _Candidates(outside, kept)
+
+    def _everything_by_distance(self, searcher: Searcher, query: Query,
+                                request: SearchRequest) -> list[tuple[float, int, Any]]:
+        """Sort by distance with no radius: every match is a candidate."""
+        assert request.near is not None
+        keys, addresses, coordinates = self._box_hits(searcher, query)
+        if not keys:
+            return []
+        distance = distances_km(request.near.lat, request.near.lon, coordinates[0], coordinates[1])
+        return [(float(d), key, address) for d, key, address in zip(distance.tolist(), keys, addresses, strict=True)]
+
+    # ------------------------------------------------------------------ ranking
+
+    def _ranked_page(self, searcher: Searcher, query: Query, request: SearchRequest, offset: int, *,
+                     has_words: bool) -> tuple[int, list[tuple[Any, float | None]]]:
+        sort = request.sort
+        if sort == "relevance" and not has_words:
+            sort = "newest"  # without words every match scores the same: show the newest first
+        if sort == "relevance":
+            result = searcher.search(query, request.per_page, count=True, offset=offset)
+        else:
+            field, order = {"price_asc": ("price", Order.Asc), "price_desc": ("price", Order.Desc),
+                            "newest": ("created_at", Order.Desc)}[sort]
+            result = searcher.search(query, request.per_page, count=True, order_by_field=field, offset=offset,
+                                     order=order)
+        hits: list[tuple[Any, float | None]] = [(address, None) for _, address in result.hits]
+        return int(result.count or 0), hits  # type: ignore[attr-defined]  # stubs lack `count`
+
+    # ------------------------------------------------------------------ output
+
+    def _items(self, searcher: Searcher, page: list[tuple[Any, float | None]],
+               request: SearchRequest) -> list[dict[str, Any]]:
+        if not page:
+            return []
+        highlight = self._highlight_query(request.q)
+        generators = {}
+        if highlight is not None:
+            for field in ("title", "description"):
+                generator = SnippetGenerator.create(searcher, highlight, self.index.schema, field)
+                generator.set_max_num_chars(_SNIPPET_CHARS)
+                generators[field] = generator
+        items = []
+        for address, distance in page:
+            document = searcher.doc(address)
+            fields = document.to_dict()
+            item = _item(fields)
+            item["snippets"] = _snippets(document, fields, generators)
+            if request.near is not None:
+                item["distance_km"] = round(distance if distance is not None else _distance(request, item), 3)
+            items.append(item)
+        return items
+
+    def _highlight_query(self, text: str) -> Query | None:
+        """The exact stems only: a snippet marks the words the user typed, in any form."""
+        schema = self.index.schema
+        terms = [term for _, term in words(text)] if text.strip() else []
+        if not terms:
+            return None
+        return Query.boolean_query([(Occur.Should, Query.term_query(schema, field, term))
+                                    for term in terms for field in ("title", "description")])
+
+    def _facets(self, searcher: Searcher, query: Query) -> dict[str, Any]:
+        ranges = [{k: v for k, v in (("from", low), ("to", high)) if v is not None} for low, high in PRICE_BANDS]
+        aggregations = {
+            "categories": {"terms": {"field": "category_id", "size": _MAX_FACET_CATEGORIES}},
+            "prices": {"range": {"field": "price", "ranges": ranges}},
+        }
+        result = searcher.aggregate(query, aggregations)
+        direct = {bucket["key"]: int(bucket["doc_count"]) for bucket in result["categories"]["buckets"]}
+        counts = self.categories.rolled_up(direct)
+        categories = []
+        for category_id, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            category = self.categories.by_id.get(category_id)
+            categories.append({"id": category_id, "parent_id": category.parent_id if category else None,
+                               "name_ru": category.name_ru if category else category_id,
+                               "name_en": category.name_en if category else category_id, "count": count})
+        bands = [{"min": low, "max": high, "count": int(bucket["doc_count"])}
+                 for (low, high), bucket in zip(PRICE_BANDS, result["prices"]["buckets"], strict=True)]
+        return {"categories": categories, "price_bands": bands}
+
+
+def _first(document: dict[str, list[Any]], field: str, default: Any = None) -> Any:
+    values = document.get(field)
+    return values[0] if values else default
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return str(value)
+
+
+def _item(document: dict[str, list[Any]]) -> dict[str, Any]:
+    photo = _first(document, "photo", "")
+    return {
+        "id": _first(document, "id"),
+        "owner_id": _first(document, "owner_id"),
+        "title": _first(document, "title"),
+        "category_id": _first(document, "category_id"),
+        "city": _first(document, "city"),
+        "lat": _first(document, "lat"),
+        "lon": _first(document, "lon"),
+        "rental_unit": _first(document, "rental_unit"),
+        "price_per_unit": _first(document, "price"),
+        "currency": "RUB",
+        "instant_book": _first(document, "instant_book"),
+        "photo": photo or None,
+        "created_at": _iso(_first(document, "created_at")),
+    }
+
+
+def _snippets(document: Any, fields: dict[str, list[Any]],
+              generators: dict[str, SnippetGenerator]) -> dict[str, str]:
+    """HTML (escaped text, matched words in <b>): the title and a passage of the description."""
+    out = {}
+    for field in ("title", "description"):
+        snippet_html = ""
+        if field in generators:
+            snippet = generators[field].snippet_from_doc(document)
+            if snippet.highlighted():
+                snippet_html = snippet.to_html()
+        if not snippet_html:
+            text = str(_first(fields, field, ""))
+            if len(text) > _SNIPPET_CHARS:
+                text = text[:_SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
+            snippet_html = html.escape(text)
+        out[field] = snippet_html
+    return out
+
+
+def _distance(request: SearchRequest, item: dict[str, Any]) -> float:
+    assert request.near is not None
+    return distance_km(request.near.lat, request.near.lon, float(item["lat"]), float(item["lon"]))
