@@ -19,7 +19,7 @@ from search.index import ListingIndex
 from search.request import Point, SearchRequest, UnknownCategory
 from search.suggest import suggest
 
-CATEGORIES = [
+CATEGORIES: list[dict[str, Any]] = [
     {"id": "tools", "parent_id": None, "name_ru": "Инструменты", "name_en": "Tools"},
     {"id": "power-tools", "parent_id": "tools", "name_ru": "Электроинструмент", "name_en": "Power tools"},
     {"id": "camping", "parent_id": None, "name_ru": "Туризм", "name_en": "Camping"},
