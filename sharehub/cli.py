@@ -124,6 +124,22 @@ def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild every search replica's index from Postgres, one replica at a time (the others
+    keep answering; the one rebuilding also answers from its old index until the swap)."""
+    from search.reindex import reindex_all
+    from sharehub.devstack.ray_local import connect_ray
+    from sharehub.runstate import read_run_state
+
+    state = read_run_state(settings.data_dir) or {}
+    address = settings.ray_address or state.get("ray_address")
+    if not address:
+        print("No Ray cluster: start the platform (`make run`) or set RAY_ADDRESS.", file=sys.stderr)
+        return 2
+    connect_ray(address)
+    return reindex_all(only=args.replica)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sharehub", description="ShareHub rental marketplace platform")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--rentals", type=int, default=5000, help="rental histories on the published listings")
     seed.add_argument("--seed", type=int, default=1, help="same seed, same data")
 
+    reindex = sub.add_parser("reindex", help="rebuild the search index from Postgres (no downtime)")
+    reindex.add_argument("--replica", help="only this replica (by name, e.g. 0); default: all of them")
+
     keys = sub.add_parser("keys", help="JWT signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     keys_sub.add_parser("rotate", help="add a new signing key (gateways pick it up without restart)")
@@ -170,5 +189,6 @@ def main(argv: list[str] | None = None) -> None:
         "user": lambda: asyncio.run(_user_create(args, settings)),
         "seed": lambda: asyncio.run(_seed(args, settings)),
         "keys": lambda: _cmd_keys(args, settings),
+        "reindex": lambda: _cmd_reindex(args, settings),
     }
     sys.exit(commands[args.command]())

@@ -71,6 +71,9 @@ class Settings:
     # Physical shard actors hosting entities (2 on a laptop; more on a cluster). Changing it
     # moves logical shards between actors without moving data.
     shard_count: int = 2
+    # Search replicas (Ray actors, each with its own index under <data dir>/search/<name>).
+    search_replicas: int = 1
+    search_timeout_secs: float = 2.0
     db_pool_min: int = 1
     db_pool_max: int = 10
 
@@ -132,6 +135,7 @@ def load_settings() -> Settings:
         api_requests_per_minute=_env_int("SHAREHUB_API_REQUESTS_PER_MINUTE", 1200),
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
         shard_count=_env_int("SHAREHUB_SHARDS", 2),
+        search_replicas=_env_int("SHAREHUB_SEARCH_REPLICAS", 1),
         ws_compress=os.environ.get("SHAREHUB_WS_COMPRESS", "") == "1",
         ws_max_message_bytes=_env_int("SHAREHUB_WS_MAX_MESSAGE_BYTES", 64 * 1024),
         ws_send_queue=_env_int("SHAREHUB_WS_SEND_QUEUE", 1024),

@@ -17,6 +17,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from actors.kinds import ENTITY_KINDS
 from actors.router import ShardRouter
 from actors.sharding import ShardMap
+from search.client import SearchClient
 from sharehub.config import Settings
 from sharehub.security.keys import KeyRing
 from sharehub.security.tokens import TokenService
@@ -34,6 +35,8 @@ class Platform:
     nats: NatsClient | None = None
     # Routes commands to the shard actors; None where no Ray cluster is connected (CLI tools).
     entities: ShardRouter | None = None
+    # Sends queries to the search replicas; None without a Ray cluster.
+    search: SearchClient | None = None
 
 
 def build_token_service(settings: Settings) -> TokenService:
@@ -83,8 +86,10 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         nats_client = await nats.connect(
             settings.nats_url, name="sharehub", max_reconnect_attempts=-1, reconnect_time_wait=0.5
         )
+        entities = _entity_router(settings)
         yield Platform(settings=settings, db=db, redis=redis, tokens=build_token_service(settings), nats=nats_client,
-                       entities=_entity_router(settings))
+                       entities=entities,
+                       search=SearchClient(timeout_secs=settings.search_timeout_secs) if entities else None)
     finally:
         if nats_client is not None:
             await _close_nats(nats_client)

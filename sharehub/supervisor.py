@@ -73,6 +73,16 @@ def start_shard_actors(settings: Settings) -> None:
     ray.get([actor.stats.remote() for actor in actors], timeout=120)
 
 
+def start_search_replicas(settings: Settings) -> None:
+    """Each replica builds its index from Postgres on first start (with the demo data, a second)
+    or opens it from disk; gateways find them by name."""
+    from search.replica_actor import start_replicas
+
+    assert settings.database_url and settings.nats_url
+    start_replicas(settings.search_replicas, data_dir=settings.data_dir / "search",
+                   database_url=settings.database_url, nats_url=settings.nats_url)
+
+
 def _gateway_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
     env = dict(os.environ)
     env.update(urls.as_env())
@@ -145,6 +155,7 @@ def run_platform(settings: Settings, *, gateways: int) -> None:
         ensure_key(settings.jwt_keys_dir)
         demo = asyncio.run(prepare_database(settings))
         start_shard_actors(settings)
+        start_search_replicas(settings)
         pool = GatewayPool(settings, urls, gateways)
         pool.start()
         http_url = f"http://localhost:{settings.http_port}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nats.js.errors
 import pytest
+import ray
 import requests
 
 from actors.relay import STREAM, ensure_stream, run_relay
@@ -100,3 +101,18 @@ async def event_pipeline(platform: Platform) -> AsyncIterator[None]:
     yield
     stopping.set()
     await asyncio.gather(*tasks)
+
+
+@pytest.fixture(scope="session")
+async def search_replica(migrated: Settings, tmp_root: Path, event_pipeline: None) -> AsyncIterator[str]:
+    """One search replica (a Ray actor, as in production) following the session's events; the
+    `client` fixture's gateway finds it by name. Yields its actor name."""
+    from search.replica_actor import replica_actor
+
+    assert migrated.database_url and migrated.nats_url
+    actor = replica_actor("e2e", data_dir=tmp_root / "search", database_url=migrated.database_url,
+                          nats_url=migrated.nats_url)
+    await actor.start.remote()
+    yield "search-e2e"
+    await actor.stop.remote()
+    ray.kill(actor)
