@@ -68,7 +68,10 @@ class SearchQuery(BaseModel):
     def _period(self) -> tuple[datetime, datetime] | None:
         if self.available_from is None or self.available_to is None:
             return None
-        start, end = _instant(self.available_from, end=False), _instant(self.available_to, end=True)
+        try:
+            start, end = _instant(self.available_from, end=False), _instant(self.available_to, end=True)
+        except OverflowError:  # the last day of year 9999 has no end
+            raise ApiError(422, "invalid_period", "These dates are out of range.") from None
         if end <= start:
             raise ApiError(422, "invalid_period", "available_to must be after available_from.")
         if end - start > _MAX_PERIOD:

@@ -209,10 +209,14 @@ class SearchEngine:
         for category_id, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             category = self.categories.by_id.get(category_id)
             categories.append({"id": category_id, "parent_id": category.parent_id if category else None,
-                               "name_ru": category.name_ru if category else category_id,
-                               "name_en": category.name_en if category else category_id, "count": count})
-        bands = [{"min": low, "max": high, "count": int(bucket["doc_count"])}
-                 for (low, high), bucket in zip(PRICE_BANDS, result["prices"]["buckets"], strict=True)]
+                               "name": {"ru": category.name_ru if category else category_id,
+                                        "en": category.name_en if category else category_id},
+                               "count": count})
+        # Buckets by their bounds: an index with no documents at all returns none.
+        found = {(b.get("from"), b.get("to")): int(b["doc_count"]) for b in result["prices"]["buckets"]}
+        bands = [{"min": low, "max": high,
+                  "count": found.get((None if low is None else float(low), None if high is None else float(high)), 0)}
+                 for low, high in PRICE_BANDS]
         return {"categories": categories, "price_bands": bands}
 
 

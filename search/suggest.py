@@ -57,6 +57,6 @@ def suggest(index: ListingIndex, categories: CategoryTree, text: str, limit: int
         "q": text,
         "completions": completions[:limit],
         "titles": titles,
-        "categories": [{"id": c.id, "parent_id": c.parent_id, "name_ru": c.name_ru, "name_en": c.name_en}
+        "categories": [{"id": c.id, "parent_id": c.parent_id, "name": {"ru": c.name_ru, "en": c.name_en}}
                        for c in matching],
     }

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
@@ -123,6 +124,7 @@ def _schemathesis(base: str, token: str, *filters: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.usefixtures("search_replica")  # search answers for real, not 503
 async def test_schemathesis_finds_no_failures(platform: Platform, live_gateway: str) -> None:
     """Every operation, generated valid and invalid inputs, as an admin: no 5xx, and every
     response (status, content type, headers, body) matches the spec. Operations that can end the

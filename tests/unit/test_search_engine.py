@@ -195,3 +195,10 @@ def test_suggest_completes_words_titles_and_categories(engine: SearchEngine) -> 
     assert [c["id"] for c in suggest(engine.index, engine.categories, "power", 5)["categories"]] == ["power-tools"]
     empty = suggest(engine.index, engine.categories, "   ", 5)
     assert empty["completions"] == [] and empty["titles"] == []
+
+
+def test_an_empty_index_answers_with_zero_counts() -> None:
+    empty = SearchEngine(ListingIndex(None), AvailabilityBook(), CategoryTree(CATEGORIES))
+    result = empty.search(SearchRequest(q="дрель", category="tools", near=Point(*MOSCOW, 5.0), sort="distance"))
+    assert result.total == 0 and result.items == [] and result.facets["categories"] == []
+    assert [band["count"] for band in result.facets["price_bands"]] == [0] * 5
