@@ -46,6 +46,7 @@ def _rebuild_with_progress(actor: Any, name: str) -> dict[str, Any]:
             bar.advance(max(0, progress["done"] - bar.done))
         if ready:
             result: dict[str, Any] = ray.get(pending)
-            if bar is not None:
-                bar.__exit__(None, None, None)  # draws the finished bar
+            if bar is None:  # done before the first poll saw it building
+                bar = Progress(f"reindex {name}", result["documents"])
+            bar.__exit__(None, None, None)  # draws the finished bar
             return result

@@ -186,7 +186,7 @@ class SearchReplica:
 
     async def apply(self, events: list[dict[str, Any]]) -> None:
         """Apply a batch of listing events: calendars in stream order, then every listing the
-        batch touched re-read from Postgres and re-indexed (or removed), then one commit."""
+        batch touched re-read from Postgres (one query) and re-indexed or removed, one commit."""
         assert self._pool is not None and self.engine is not None
         async with self._applying:
             engine = self.engine
@@ -196,8 +196,9 @@ class SearchReplica:
                 if event.get("type") == "availability_changed":
                     engine.book.apply(listing_key(listing_id), event.get("data") or {},
                                       at=(str(event.get("epoch", "")), int(event.get("seq", 0))))
-                else:  # created, updated, published, paused, archived, a revision approved ...
-                    changed.add(listing_id)
+                # Any event - a booking too, which moves the row's `updated_at` - means the
+                # document is re-read: what the index holds is always the row as it is now.
+                changed.add(listing_id)
             if changed:
                 rows = {str(row["id"]): row for row in await source.listing_rows(self._pool, changed)}
                 for listing_id in changed:
