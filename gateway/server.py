@@ -38,6 +38,8 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
+        if platform.search is not None and settings.gateway_starts_search:
+            _ensure_search_replicas(settings)
         workers = [asyncio.create_task(run_background_workers(platform, stopping))]
         if platform.nats is not None:
             js = platform.nats.jetstream()
@@ -52,6 +54,14 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             _exit_if_stuck()
             await runner.cleanup()
             await asyncio.gather(*workers)
+
+
+def _ensure_search_replicas(settings: Settings) -> None:
+    from search.replica_actor import ensure_replicas
+
+    assert settings.database_url and settings.nats_url
+    ensure_replicas(settings.search_replicas, data_dir=settings.data_dir / "search",
+                    database_url=settings.database_url, nats_url=settings.nats_url)
 
 
 def _exit_if_stuck() -> None:

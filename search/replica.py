@@ -39,6 +39,7 @@ from search.build import CALENDAR_LOOKBACK, build
 from search.documents import is_searchable, listing_document, listing_key
 from search.engine import SearchEngine
 from search.index import ListingIndex
+from search.metrics import NoMetrics, SearchMetrics
 from search.request import SearchRequest, SearchResult
 from search.store import IndexStore
 from search.suggest import suggest
@@ -66,9 +67,19 @@ class Progress:
                 "error": self.error}
 
 
+def _lags(events: list[dict[str, Any]], visible_at: float) -> list[float]:
+    lags = []
+    for event in events:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            lags.append(max(0.0, visible_at - datetime.fromisoformat(event["occurred_at"]).timestamp()))
+    return lags
+
+
 class SearchReplica:
-    def __init__(self, name: str, data_dir: Path, *, database_url: str, nats_url: str) -> None:
+    def __init__(self, name: str, data_dir: Path, *, database_url: str, nats_url: str,
+                 metrics: SearchMetrics | None = None) -> None:
         self.name = name
+        self.metrics: SearchMetrics = metrics or NoMetrics()
         self.consumer_name = f"search-{name}"
         self.store = IndexStore(data_dir)
         self._database_url = database_url
@@ -216,6 +227,8 @@ class SearchReplica:
                     self._touched.update(changed)
             self.applied_events += len(events)
             self.last_applied_at = time.time()
+            self.metrics.applied(len(events), _lags(events, self.last_applied_at))
+            self.metrics.documents(engine.index.num_docs)
 
     async def _prune_forever(self) -> None:
         while not self._stop.is_set():

@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 
+from search.metrics import RaySearchMetrics
 from search.replica import SearchReplica
 from search.request import SearchRequest, UnknownCategory
 from sharehub.devstack.ray_local import RAY_NAMESPACE
@@ -31,7 +32,8 @@ class NotReadyError(RuntimeError):
 @ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=100, num_cpus=0)  # type: ignore[call-overload]
 class SearchReplicaActor:
     def __init__(self, name: str, data_dir: str, database_url: str, nats_url: str) -> None:
-        self._replica = SearchReplica(name, Path(data_dir), database_url=database_url, nats_url=nats_url)
+        self._replica = SearchReplica(name, Path(data_dir), database_url=database_url, nats_url=nats_url,
+                                      metrics=RaySearchMetrics(name))
         self._starting: asyncio.Task[None] | None = None
 
     def _ensure_starting(self) -> asyncio.Task[None]:
@@ -86,6 +88,13 @@ def start_replicas(count: int, *, data_dir: Path, database_url: str, nats_url: s
     actors = [replica_actor(str(i), data_dir=data_dir, database_url=database_url, nats_url=nats_url)
               for i in range(count)]
     return list(ray.get([actor.start.remote() for actor in actors], timeout=timeout_secs))
+
+
+def ensure_replicas(count: int, *, data_dir: Path, database_url: str, nats_url: str) -> None:
+    """Create missing replicas without waiting for their builds (a gateway at start, where no
+    supervisor does it: Kubernetes, compose). Racing gateways get the same actors (by name)."""
+    for i in range(count):
+        replica_actor(str(i), data_dir=data_dir, database_url=database_url, nats_url=nats_url).status.remote()
 
 
 def replica_names() -> list[str]:

@@ -73,6 +73,8 @@ class Settings:
     shard_count: int = 2
     # Search replicas (Ray actors, each with its own index under <data dir>/search/<name>).
     search_replicas: int = 1
+    # Gateways create missing replicas at start (Kubernetes, compose); `sharehub run` does it itself.
+    gateway_starts_search: bool = False
     search_timeout_secs: float = 2.0
     db_pool_min: int = 1
     db_pool_max: int = 10
@@ -136,6 +138,7 @@ def load_settings() -> Settings:
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
         shard_count=_env_int("SHAREHUB_SHARDS", 2),
         search_replicas=_env_int("SHAREHUB_SEARCH_REPLICAS", 1),
+        gateway_starts_search=os.environ.get("SHAREHUB_GATEWAY_STARTS_SEARCH", "") == "1",
         ws_compress=os.environ.get("SHAREHUB_WS_COMPRESS", "") == "1",
         ws_max_message_bytes=_env_int("SHAREHUB_WS_MAX_MESSAGE_BYTES", 64 * 1024),
         ws_send_queue=_env_int("SHAREHUB_WS_SEND_QUEUE", 1024),

@@ -45,6 +45,11 @@ DASHBOARD_METRICS = (
     "ws_gap_fill_events_total",
     "ws_resyncs_total",
     "sharehub_events_consumed_total",
+    "sharehub_search_call_seconds_bucket",
+    # Recorded by the search replicas (search/metrics.py), exported by Ray like the shards'.
+    "ray_sharehub_search_index_lag_seconds_bucket",
+    "ray_sharehub_search_documents",
+    "ray_sharehub_search_events_applied_total",
 )
 PORT_FLAG = re.compile(r"(?:(?<![\w-])--port[= ]|--address[= ]\S*:|(?<!\S)-p )(\d+)")
 VALUES_REF = re.compile(r"\.Values((?:\.\w+)+)")
@@ -191,8 +196,9 @@ def test_grafana_dashboard_queries_gateway_metrics() -> None:
     for metric in DASHBOARD_METRICS:
         if not metric.startswith("ray_"):
             assert metric in exposed, f"the gateway does not expose {metric}"
-    recorded = (Path(__file__).resolve().parents[2] / "actors" / "shard_metrics.py").read_text()
+    root = Path(__file__).resolve().parents[2]
+    recorded = (root / "actors" / "shard_metrics.py").read_text() + (root / "search" / "metrics.py").read_text()
     for metric in DASHBOARD_METRICS:
         if metric.startswith("ray_"):
             name = metric.removeprefix("ray_").removesuffix("_total").removesuffix("_bucket")
-            assert f'"{name}"' in recorded, f"the shard actors do not record {name}"
+            assert f'"{name}"' in recorded, f"no actor records {name}"

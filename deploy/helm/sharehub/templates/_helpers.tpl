@@ -61,6 +61,8 @@ SHAREHUB_JWT_ISSUER: {{ .Values.config.jwtIssuer | quote }}
 SHAREHUB_JWT_AUDIENCE: {{ .Values.config.jwtAudience | quote }}
 SHAREHUB_CORS_ORIGINS: {{ .Values.config.corsOrigins | quote }}
 SHAREHUB_DATA_DIR: {{ .Values.config.dataDir | quote }}
+SHAREHUB_SEARCH_REPLICAS: {{ .Values.config.searchReplicas | quote }}
+SHAREHUB_GATEWAY_STARTS_SEARCH: "1"
 {{- with .Values.config.publicBaseUrl }}
 SHAREHUB_PUBLIC_BASE_URL: {{ . | quote }}
 {{- end }}
