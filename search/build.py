@@ -3,6 +3,7 @@ calendars of the availability book, the category tree."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,5 +54,5 @@ async def build(pool: asyncpg.Pool, path: Path | None, *, documents: bool = True
             done += len(batch)
             if progress is not None:
                 progress(done, max(total, done))
-        index.commit()
+        await asyncio.to_thread(index.commit)  # the GIL is free meanwhile: the replica keeps answering
     return Built(index, book, categories, done)

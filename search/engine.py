@@ -32,6 +32,7 @@ PRICE_BANDS: tuple[tuple[int | None, int | None], ...] = (
     (None, 50_000), (50_000, 100_000), (100_000, 200_000), (200_000, 500_000), (500_000, None),
 )
 _SNIPPET_CHARS = 160
+_TIE_MARGIN = 20
 _MAX_FACET_CATEGORIES = 1000
 
 
@@ -154,14 +155,33 @@ class SearchEngine:
         if sort == "relevance" and not has_words:
             sort = "newest"  # without words every match scores the same: show the newest first
         if sort == "relevance":
-            result = searcher.search(query, request.per_page, count=True, offset=offset)
+            return self._relevance_page(searcher, query, request, offset)
         else:
-            field, order = {"price_asc": ("price", Order.Asc), "price_desc": ("price", Order.Desc),
+            field, order = {"price_asc": ("price_order", Order.Asc), "price_desc": ("price_order", Order.Desc),
                             "newest": ("created_at", Order.Desc)}[sort]
             result = searcher.search(query, request.per_page, count=True, order_by_field=field, offset=offset,
                                      order=order)
         hits: list[tuple[Any, float | None]] = [(address, None) for _, address in result.hits]
         return int(result.count or 0), hits  # type: ignore[attr-defined]  # stubs lack `count`
+
+    def _relevance_page(self, searcher: Searcher, query: Query, request: SearchRequest,
+                        offset: int) -> tuple[int, list[tuple[Any, float | None]]]:
+        """By score, equal scores by key: every replica pages in the same order (tantivy breaks
+        ties by position in its own index). Hits past the page are fetched until the score drops
+        below the page's last one, so ties straddling the page's end are all ordered too."""
+        end = offset + request.per_page
+        limit = end + _TIE_MARGIN
+        while True:
+            result = searcher.search(query, limit, count=True)
+            hits = result.hits
+            if len(hits) < limit or hits[-1][0] < hits[min(end, len(hits)) - 1][0]:
+                break
+            limit *= 4
+        keys = searcher.fast_field_values("key", [address for _, address in hits]) if hits else []
+        ranked = sorted(zip(hits, keys, strict=True), key=lambda hit: (-hit[0][0], hit[1]))
+        page: list[tuple[Any, float | None]] = [(address, None) for (_, address), _ in
+                                                ranked[offset:offset + request.per_page]]
+        return int(result.count or 0), page  # type: ignore[attr-defined]  # stubs lack `count`
 
     # ------------------------------------------------------------------ output
 

@@ -154,7 +154,7 @@ class SearchReplica:
         self.progress = Progress("building")
         built = await build(self._pool, path, progress=self._report)
         assert built.index is not None
-        built.index.close()  # reopen with the everyday writer (the bulk one holds 256 MB)
+        await asyncio.to_thread(built.index.close)  # reopen with the everyday writer (the bulk one holds 256 MB)
         self.engine = SearchEngine(ListingIndex(path), built.book, built.categories)
         await self._subscribe_from(position + 1)
         self.store.switch(path, stream_id)
@@ -222,7 +222,8 @@ class SearchReplica:
                         engine.book.forget(listing_key(listing_id))
                     else:
                         engine.book.set_quantity(listing_key(listing_id), row["quantity"])
-                engine.index.commit()
+                # tantivy releases the GIL while it commits: queries go on meanwhile.
+                await asyncio.to_thread(engine.index.commit)
                 if self._touched is not None:
                     self._touched.update(changed)
             self.applied_events += len(events)
@@ -261,8 +262,8 @@ class SearchReplica:
                             new_index.put(listing_id, listing_document(row, built.categories.paths))
                         else:
                             new_index.delete([listing_id])
-                    new_index.commit()
-                    new_index.close()
+                    await asyncio.to_thread(new_index.commit)
+                    await asyncio.to_thread(new_index.close)
                     self.progress.phase = "swapping"
                     old = self.engine.index
                     self.engine.index = ListingIndex(path)

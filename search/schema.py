@@ -32,6 +32,9 @@ def build_schema() -> Schema:
     builder.add_text_field("city_key", stored=False, tokenizer_name="raw")  # lowercase, ё as е: the filter
     builder.add_text_field("rental_unit", stored=True, tokenizer_name="raw", fast=True)
     builder.add_integer_field("price", stored=True, indexed=True, fast=True)  # kopecks per unit
+    # Sorting by price: the price, then part of the key, in one number - equal prices come in the
+    # same order on every replica, so paging does not skip or repeat when pages hit two replicas.
+    builder.add_integer_field("price_order", fast=True)
     builder.add_float_field("lat", stored=True, indexed=True, fast=True)
     builder.add_float_field("lon", stored=True, indexed=True, fast=True)
     builder.add_float_field("owner_rating", stored=True, indexed=True, fast=True)

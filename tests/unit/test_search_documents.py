@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,8 @@ CATEGORIES: list[dict[str, Any]] = [
 
 
 def _row(listing_id: str, category: str, price: int, **extra: Any) -> dict[str, Any]:
-    return {"id": listing_id, "status": "published", "title": f"Вещь {listing_id}", "description": "Описание",
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, listing_id)), "status": "published",
+            "title": f"Вещь {listing_id}", "description": "Описание",
             "category_id": category, "city": "Москва", "rental_unit": "day", "price_per_unit": price,
             "lat": 55.75, "lon": 37.61, "instant_book": False, "owner_id": "o1",
             "created_at": datetime(2026, 11, 1, tzinfo=UTC), "updated_at": None, **extra}
@@ -50,7 +52,7 @@ def test_filters_by_category_tree_and_price_on_fast_fields() -> None:
     searcher = index.searcher()
 
     def ids(query: Query) -> set[str]:
-        return {searcher.doc(a)["id"][0] for _, a in searcher.search(query, 10).hits}
+        return {searcher.doc(a)["title"][0].removeprefix("Вещь ") for _, a in searcher.search(query, 10).hits}
 
     tools = Query.term_query(schema, "category", Facet.from_string("/tools"))
     assert ids(tools) == {"drill", "saw"}  # a parent category finds its children

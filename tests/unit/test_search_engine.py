@@ -202,3 +202,22 @@ def test_an_empty_index_answers_with_zero_counts() -> None:
     result = empty.search(SearchRequest(q="дрель", category="tools", near=Point(*MOSCOW, 5.0), sort="distance"))
     assert result.total == 0 and result.items == [] and result.facets["categories"] == []
     assert [band["count"] for band in result.facets["price_bands"]] == [0] * 5
+
+
+def test_ties_come_in_the_same_order_whatever_the_order_of_indexing() -> None:
+    """Pages may come from different replicas: equal prices and equal scores must not depend on
+    where a document sits in one replica's index."""
+    categories = CategoryTree(CATEGORIES)
+    rows = [{**_row("drill"), "id": _id(f"twin{i}"), "title": "Дрель Makita"} for i in range(30)]
+    orders = []
+    for sequence in (rows, rows[::-1]):
+        index = ListingIndex(None)
+        for row in sequence:
+            index.put_new(listing_document(row, categories.paths))
+            index.commit()  # a segment each: positions differ between the two indexes
+        engine = SearchEngine(index, AvailabilityBook(), categories)
+        orders.append([[item["id"] for item in engine.search(SearchRequest(q="дрель", sort=sort, page=page,
+                                                                           per_page=7)).items]
+                       for sort in ("relevance", "price_asc", "price_desc") for page in (1, 2, 3)])
+    assert orders[0] == orders[1]
+    assert len({i for page in orders[0][:3] for i in page}) == 21  # three pages, no repeats
