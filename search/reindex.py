@@ -34,6 +34,7 @@ def reindex_all(*, only: str | None = None) -> int:
 
 
 def _rebuild_with_progress(actor: Any, name: str) -> dict[str, Any]:
+    started = time.monotonic()
     pending = actor.rebuild.remote()
     bar: Progress | None = None
     while True:
@@ -42,11 +43,13 @@ def _rebuild_with_progress(actor: Any, name: str) -> dict[str, Any]:
         progress = status["progress"]
         if progress["total"] and bar is None and progress["phase"] == "building":
             bar = Progress(f"reindex {name}", progress["total"])
+            bar.started = started  # the rate counts from the request, not from the first poll
         if bar is not None:
             bar.advance(max(0, progress["done"] - bar.done))
         if ready:
             result: dict[str, Any] = ray.get(pending)
             if bar is None:  # done before the first poll saw it building
                 bar = Progress(f"reindex {name}", result["documents"])
+                bar.started = started
             bar.__exit__(None, None, None)  # draws the finished bar
             return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -127,8 +128,6 @@ def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild every search replica's index from Postgres, one replica at a time (the others
     keep answering; the one rebuilding also answers from its old index until the swap)."""
-    from search.reindex import reindex_all
-    from sharehub.devstack.ray_local import connect_ray
     from sharehub.runstate import read_run_state
 
     state = read_run_state(settings.data_dir) or {}
@@ -136,6 +135,12 @@ def _cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     if not address:
         print("No Ray cluster: start the platform (`make run`) or set RAY_ADDRESS.", file=sys.stderr)
         return 2
+    if not settings.ray_address and state.get("ray_auth_mode"):
+        # Before Ray is imported: it reads the mode once, when its config first loads.
+        os.environ.setdefault("RAY_AUTH_MODE", state["ray_auth_mode"])
+    from search.reindex import reindex_all
+    from sharehub.devstack.ray_local import connect_ray
+
     connect_ray(address)
     return reindex_all(only=args.replica)
 

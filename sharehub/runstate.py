@@ -17,7 +17,11 @@ def _path(data_dir: Path) -> Path:
 def write_run_state(data_dir: Path, urls: ServiceUrls, *, http_url: str) -> None:
     path = _path(data_dir)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "http_url": http_url, **urls.__dict__}, indent=2))
+    # Ray's local cluster requires its token (~/.ray/auth_token) when ray.init set RAY_AUTH_MODE:
+    # a CLI command joining it later (`sharehub reindex`) has to ask for the same mode.
+    state = {"pid": os.getpid(), "http_url": http_url, **urls.__dict__,
+             "ray_auth_mode": os.environ.get("RAY_AUTH_MODE", "")}
+    tmp.write_text(json.dumps(state, indent=2))
     tmp.chmod(0o600)
     os.replace(tmp, path)
 
