@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +32,9 @@ PRICE_BANDS: tuple[tuple[int | None, int | None], ...] = (
 )
 _SNIPPET_CHARS = 160
 _TIE_MARGIN = 20
+# Enumerating a match costs far less than excluding a key: enumerate unless the matches outnumber
+# the booked-out listings by this much.
+_ENUMERATE_PER_EXCLUDED = 8
 _MAX_FACET_CATEGORIES = 1000
 
 
@@ -44,18 +46,12 @@ def _all_of(clauses: list[tuple[Occur, Query]]) -> Query:
     return clauses[0][1] if len(clauses) == 1 else Query.boolean_query(clauses)
 
 
-@dataclass
-class _Candidates:
-    """The listings inside the radius: keys, addresses and distances of those in the box."""
-    outside_keys: list[int]
-    inside: list[tuple[float, int, Any]]  # (distance km, key, doc address)
-
-
 class SearchEngine:
     def __init__(self, index: ListingIndex, book: AvailabilityBook, categories: CategoryTree) -> None:
         self.index = index
         self.book = book
         self.categories = categories
+        self._sorted_busy: tuple[frozenset[int], list[int]] = (frozenset(), [])
 
     def search(self, request: SearchRequest) -> SearchResult:
         started = time.perf_counter()
@@ -65,31 +61,70 @@ class SearchEngine:
         clauses = self._filters(request)
         if words_query is not None:
             clauses.insert(0, (Occur.Must, words_query))
-        if request.available is not None:
-            busy = self.book.unavailable(*request.available)
-            if busy:
-                clauses.append((Occur.MustNot, Query.term_set_query(schema, "key", sorted(busy))))
-        candidates = None
-        if request.near is not None and request.near.radius_km is not None:
-            candidates = self._in_radius(searcher, _all_of(clauses), request)
-            if candidates.outside_keys:
-                clauses.append((Occur.MustNot, Query.term_set_query(schema, "key", candidates.outside_keys)))
+        excluded, by_distance = self._exclusions(searcher, _all_of(clauses), request)
+        if excluded:
+            clauses.append((Occur.MustNot, Query.term_set_query(schema, "key", excluded)))
         query = _all_of(clauses)
         offset = (request.page - 1) * request.per_page
-        if request.sort == "distance":
-            assert request.near is not None
-            ranked = candidates.inside if candidates is not None else self._everything_by_distance(
-                searcher, query, request)
-            ranked.sort(key=lambda hit: (hit[0], hit[1]))
-            total = len(ranked)
+        if by_distance is not None:
+            by_distance.sort(key=lambda hit: (hit[0], hit[1]))
+            total = len(by_distance)
             page: list[tuple[Any, float | None]] = [
-                (address, distance) for distance, _, address in ranked[offset:offset + request.per_page]]
+                (address, distance) for distance, _, address in by_distance[offset:offset + request.per_page]]
         else:
             total, page = self._ranked_page(searcher, query, request, offset, has_words=words_query is not None)
         items = self._items(searcher, page, request)
         facets = self._facets(searcher, query) if request.facets else {}
         return SearchResult(total=total, items=items, facets=facets,
                             took_ms=(time.perf_counter() - started) * 1000)
+
+    def _exclusions(self, searcher: Searcher, query: Query, request: SearchRequest
+                    ) -> tuple[list[int], list[tuple[float, int, Any]] | None]:
+        """The keys to leave out of `query`'s matches - booked out for the dates, inside the
+        bounding box but beyond the radius - and, for a distance sort, the kept matches with
+        their distances.
+
+        Excluding a key costs tantivy a term lookup (~4 us), so the booked-out set is first cut
+        down to the listings that match at all: enumerating the matches by key (fast fields, no
+        documents) is much cheaper than excluding thousands of listings the words never found.
+        Only a very broad query (dates and little else) excludes the whole set."""
+        busy = self.book.unavailable(*request.available) if request.available is not None else frozenset()
+        point = request.near
+        measure = point is not None and (point.radius_km is not None or request.sort == "distance")
+        if not measure and not busy:
+            return [], None
+        if not measure:
+            matching = int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
+            if matching > _ENUMERATE_PER_EXCLUDED * len(busy):
+                return self._sorted(busy), None
+        hits = searcher.search(query, max(1, searcher.num_docs), count=False, order_by_field="key",
+                               order=Order.Asc).hits
+        keys = [key for key, _ in hits]
+        excluded = [key for key in keys if key in busy] if busy else []
+        if not measure:
+            return excluded, None
+        assert point is not None
+        addresses = [address for _, address in hits]
+        if not keys:
+            return excluded, []
+        coordinates = np.array([searcher.fast_field_values("lat", addresses),
+                                searcher.fast_field_values("lon", addresses)], dtype=float)
+        distance = distances_km(point.lat, point.lon, coordinates[0], coordinates[1]).tolist()
+        radius = point.radius_km if point.radius_km is not None else float("inf")
+        kept = []
+        for d, key, address in zip(distance, keys, addresses, strict=True):
+            if d > radius:
+                excluded.append(key)
+            elif key not in busy:
+                kept.append((d, key, address))
+        excluded.sort()
+        return excluded, kept if request.sort == "distance" else None
+
+    def _sorted(self, keys: frozenset[int]) -> list[int]:
+        """The same booked-out set comes back until the calendars change: sort it once."""
+        if self._sorted_busy[0] is not keys:
+            self._sorted_busy = (keys, sorted(keys))
+        return self._sorted_busy[1]
 
     # ------------------------------------------------------------------ filters
 
@@ -116,37 +151,6 @@ class SearchEngine:
                                                               box.min_lon, box.max_lon)))
         return clauses
 
-    def _box_hits(self, searcher: Searcher, query: Query) -> tuple[list[int], list[Any], np.ndarray]:
-        limit = max(1, searcher.num_docs)
-        hits = searcher.search(query, limit, count=False, order_by_field="key", order=Order.Asc).hits
-        keys = [key for key, _ in hits]
-        addresses = [address for _, address in hits]
-        coordinates = np.array([searcher.fast_field_values("lat", addresses),
-                                searcher.fast_field_values("lon", addresses)], dtype=float)
-        return keys, addresses, coordinates
-
-    def _in_radius(self, searcher: Searcher, query: Query, request: SearchRequest) -> _Candidates:
-        assert request.near is not None and request.near.radius_km is not None
-        keys, addresses, coordinates = self._box_hits(searcher, query)
-        if not keys:
-            return _Candidates([], [])
-        distance = distances_km(request.near.lat, request.near.lon, coordinates[0], coordinates[1])
-        inside = distance <= request.near.radius_km
-        outside = [key for key, ok in zip(keys, inside.tolist(), strict=True) if not ok]
-        kept = [(float(d), key, address) for d, key, address, ok
-                in zip(distance.tolist(), keys, addresses, inside.tolist(), strict=True) if ok]
-        return _Candidates(outside, kept)
-
-    def _everything_by_distance(self, searcher: Searcher, query: Query,
-                                request: SearchRequest) -> list[tuple[float, int, Any]]:
-        """Sort by distance with no radius: every match is a candidate."""
-        assert request.near is not None
-        keys, addresses, coordinates = self._box_hits(searcher, query)
-        if not keys:
-            return []
-        distance = distances_km(request.near.lat, request.near.lon, coordinates[0], coordinates[1])
-        return [(float(d), key, address) for d, key, address in zip(distance.tolist(), keys, addresses, strict=True)]
-
     # ------------------------------------------------------------------ ranking
 
     def _ranked_page(self, searcher: Searcher, query: Query, request: SearchRequest, offset: int, *,
@@ -171,17 +175,17 @@ class SearchEngine:
         below the page's last one, so ties straddling the page's end are all ordered too."""
         end = offset + request.per_page
         limit = end + _TIE_MARGIN
-        while True:
-            result = searcher.search(query, limit, count=True)
-            hits = result.hits
-            if len(hits) < limit or hits[-1][0] < hits[min(end, len(hits)) - 1][0]:
-                break
-            limit *= 4
+        result = searcher.search(query, limit, count=True)
+        total = int(result.count or 0)  # type: ignore[attr-defined]  # stubs lack `count`
+        hits = result.hits
+        if len(hits) == limit and hits[-1][0] == hits[min(end, len(hits)) - 1][0]:
+            # The tie runs past what was fetched: fetch every match (one more search) to see it all.
+            hits = searcher.search(query, total, count=False).hits
         keys = searcher.fast_field_values("key", [address for _, address in hits]) if hits else []
         ranked = sorted(zip(hits, keys, strict=True), key=lambda hit: (-hit[0][0], hit[1]))
         page: list[tuple[Any, float | None]] = [(address, None) for (_, address), _ in
                                                 ranked[offset:offset + request.per_page]]
-        return int(result.count or 0), page  # type: ignore[attr-defined]  # stubs lack `count`
+        return total, page
 
     # ------------------------------------------------------------------ output
 

@@ -53,6 +53,7 @@ LISTINGS: dict[str, tuple[str, str, str, int, str, float, float, bool, int]] = {
     # Inside the 10 km bounding box around the centre of Moscow, but ~12 km away: in a corner.
     "sup": ("Сап-борд надувной", "Доска для сапсерфинга с веслом.", "camping", 20_000, "Химки", 55.83, 37.76,
             False, 30),
+    "bag": ("Спальные мешки Trek", "Два тёплых мешка до -10.", "camping", 30_000, "Тверь", 56.86, 35.90, False, 40),
 }
 
 
@@ -75,6 +76,10 @@ def engine() -> SearchEngine:
     return SearchEngine(index, AvailabilityBook(), categories)
 
 
+def _name(listing_id: str) -> str:
+    return next(name for name in LISTINGS if _id(name) == listing_id)
+
+
 def _names(engine: SearchEngine, **request: Any) -> list[str]:
     by_id = {_id(name): name for name in LISTINGS}
     result = engine.search(SearchRequest(**request))
@@ -92,6 +97,8 @@ def test_cyrillic_typos_are_forgiven_by_word_length(engine: SearchEngine) -> Non
     assert set(_names(engine, q="велосепед")) == {"bike"}
     assert set(_names(engine, q="палтка")) == {"tent", "tent2"}
     assert _names(engine, q="перфаратор") == ["perf"]
+    # The stemmer cuts this misspelling short ("спал", 2 edits from "спальн"); as written it is 1 edit.
+    assert _names(engine, q="спальые мешки") == ["bag"]
 
 
 def test_every_word_must_match_and_title_outranks_description(engine: SearchEngine) -> None:
@@ -177,6 +184,15 @@ def test_booked_out_listings_are_left_out_for_their_dates(engine: SearchEngine) 
         assert set(_names(engine, q="палатка", available=(until, until + timedelta(days=2)))) == {"tent", "tent2"}
         result = engine.search(SearchRequest(category="tents", available=(start + timedelta(days=1), until)))
         assert result.total == 1 and {c["id"]: c["count"] for c in result.facets["categories"]}["tents"] == 1
+        # A broad query (everything matches: the whole booked-out set is excluded as it is) ...
+        assert "tent" not in _names(engine, available=(start, until)) and \
+            len(_names(engine, available=(start, until))) == len(LISTINGS) - 1
+        # ... and with a radius and a distance sort (booked out and too far both left out).
+        near = Point(*MOSCOW, 10.0)
+        assert "tent" in _names(engine, near=near, sort="distance")
+        by_distance = engine.search(SearchRequest(near=near, sort="distance", available=(start, until)))
+        assert "tent" not in {_name(i["id"]) for i in by_distance.items} and by_distance.total == len(by_distance.items)
+        assert engine.search(SearchRequest(near=near, available=(start, until))).total == by_distance.total
     finally:
         book.apply(listing_key(_id("tent")), {"change": "released", "rental_id": "r1", "start": start.isoformat(),
                                               "until": until.isoformat(), "units": 1, "unit_numbers": [1]},
