@@ -181,11 +181,21 @@ class SearchEngine:
         if len(hits) == limit and hits[-1][0] == hits[min(end, len(hits)) - 1][0]:
             # The tie runs past what was fetched: fetch every match (one more search) to see it all.
             hits = searcher.search(query, total, count=False).hits
-        keys = searcher.fast_field_values("key", [address for _, address in hits]) if hits else []
-        ranked = sorted(zip(hits, keys, strict=True), key=lambda hit: (-hit[0][0], hit[1]))
-        page: list[tuple[Any, float | None]] = [(address, None) for (_, address), _ in
-                                                ranked[offset:offset + request.per_page]]
-        return total, page
+        if not hits:
+            return total, []
+        # tantivy returns hits by score: everything scoring above the page's last score is on
+        # this page or before it, and only the smallest keys of the boundary's tie complete it.
+        boundary = hits[min(end, len(hits)) - 1][0]
+        above = [hit for hit in hits if hit[0] > boundary]
+        tied = [hit for hit in hits if hit[0] == boundary]
+        above_keys: list[Any] = searcher.fast_field_values("key", [a for _, a in above]) if above else []
+        ranked = [address for _, _, address in sorted(
+            ((-score, key, address) for (score, address), key in zip(above, above_keys, strict=True)),
+            key=_score_then_key)]
+        tied_keys = np.array(searcher.fast_field_values("key", [address for _, address in tied]), dtype=np.int64)
+        smallest = np.argsort(tied_keys, kind="stable")[:end - len(above)]
+        ranked += [tied[i][1] for i in smallest.tolist()]
+        return total, [(address, None) for address in ranked[offset:end]]
 
     # ------------------------------------------------------------------ output
 
@@ -242,6 +252,10 @@ class SearchEngine:
                   "count": found.get((None if low is None else float(low), None if high is None else float(high)), 0)}
                  for low, high in PRICE_BANDS]
         return {"categories": categories, "price_bands": bands}
+
+
+def _score_then_key(hit: tuple[Any, ...]) -> tuple[float, int]:
+    return hit[0], hit[1]
 
 
 def _first(document: dict[str, list[Any]], field: str, default: Any = None) -> Any:
