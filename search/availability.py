@@ -10,7 +10,8 @@ seq in the snapshot - is skipped, so loading and following the stream overlap sa
 A unit is free for a period when none of its holds overlaps it (the calendar of actors/calendar.py,
 the one the entity books with). To avoid checking every listing per query, each listing is
 counted in a bucket per day (Moscow time) it has anything on; only listings in the buckets of the
-asked days are checked. Results are cached per period until the next change."""
+asked days are checked. The answer for each period searched lately is kept and updated listing by
+listing as events arrive, so a stream of bookings does not make every search start over."""
 
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ class _Listing:
     as_of: Seq = _NEVER
 
 
+@dataclass
+class _Period:
+    start: datetime
+    end: datetime
+    keys: set[int]
+    frozen: frozenset[int] | None = None  # what the last search got; remade after a change
+
+
 def _days(start: datetime, until: datetime) -> Iterable[date]:
     first = start.astimezone(LISTING_TIME_ZONE).date()
     last = (until - timedelta(microseconds=1)).astimezone(LISTING_TIME_ZONE).date()
@@ -60,8 +69,8 @@ class AvailabilityBook:
         self._listings: dict[int, _Listing] = {}
         self._quantity: dict[int, int] = {}
         self._by_day: dict[date, dict[int, int]] = {}  # day -> {listing key: things on that day}
-        self._version = 0
-        self._cache: OrderedDict[tuple[datetime, datetime], tuple[int, frozenset[int]]] = OrderedDict()
+        # The periods searched lately, each kept up to date as calendars change.
+        self._periods: OrderedDict[tuple[datetime, datetime], _Period] = OrderedDict()
 
     def __len__(self) -> int:
         """Listings with something on their calendar."""
@@ -84,7 +93,7 @@ class AvailabilityBook:
             by_rental.setdefault(rental_id, ([], start, until))[0].append(unit)
         for rental_id, (units, start, until) in by_rental.items():
             self._hold(key, listing, rental_id, (tuple(sorted(units)), start, until))
-        self._changed()
+        self._changed(key)
 
     def set_quantity(self, key: int, quantity: int) -> None:
         if self._quantity.get(key, 1) != quantity:
@@ -92,7 +101,7 @@ class AvailabilityBook:
                 del self._quantity[key]
             else:
                 self._quantity[key] = quantity
-            self._changed()
+            self._changed(key)
 
     def apply(self, key: int, data: Mapping[str, Any], *, at: Seq) -> bool:
         """One `availability_changed` event; False when the listing's state already includes it."""
@@ -110,18 +119,17 @@ class AvailabilityBook:
                 units = tuple(data.get("unit_numbers") or range(1, int(data.get("units", 1)) + 1))
                 start, until = datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["until"])
                 self._hold(key, listing, rental_id, (units, start, until))
-        self._changed()
+        self._changed(key)
         return True
 
     def forget(self, key: int) -> None:
         self._quantity.pop(key, None)
         listing = self._listings.pop(key, None)
-        if listing is None:
-            return
-        for rental_id in list(listing.holds):
-            self._release(key, listing, rental_id)
-        self._set_blocked(key, listing, ())
-        self._changed()
+        if listing is not None:
+            for rental_id in list(listing.holds):
+                self._release(key, listing, rental_id)
+            self._set_blocked(key, listing, ())
+        self._changed(key)
 
     def prune(self, before: datetime) -> int:
         """Drop holds that ended before `before` (no search asks about the past); how many."""
@@ -132,7 +140,7 @@ class AvailabilityBook:
                     self._release(key, listing, rental_id)
                     dropped += 1
         if dropped:
-            self._changed()
+            self._periods.clear()  # past holds never decide a future period; simply recompute
         return dropped
 
     def _hold(self, key: int, listing: _Listing, rental_id: str,
@@ -167,8 +175,18 @@ class AvailabilityBook:
                 if not counts:
                     del self._by_day[day]
 
-    def _changed(self) -> None:
-        self._version += 1
+    def _changed(self, key: int) -> None:
+        """Keep every cached period's answer right for this listing (a few lookups), rather
+        than recomputing whole periods: bookings arrive all the time, searches more often."""
+        for busy in self._periods.values():
+            if self.is_available(key, busy.start, busy.end):
+                changed = key in busy.keys
+                busy.keys.discard(key)
+            else:
+                changed = key not in busy.keys
+                busy.keys.add(key)
+            if changed:
+                busy.frozen = None
 
     # ------------------------------------------------------------------ queries
 
@@ -182,15 +200,17 @@ class AvailabilityBook:
 
     def unavailable(self, start: datetime, end: datetime) -> frozenset[int]:
         """Keys of the listings with no unit free for all of [start, end)."""
-        cached = self._cache.get((start, end))
-        if cached is not None and cached[0] == self._version:
-            self._cache.move_to_end((start, end))
-            return cached[1]
-        candidates: set[int] = set()
-        for day in _days(start, end):
-            candidates.update(self._by_day.get(day, ()))
-        result = frozenset(key for key in candidates if not self.is_available(key, start, end))
-        self._cache[(start, end)] = (self._version, result)
-        if len(self._cache) > _CACHED_PERIODS:
-            self._cache.popitem(last=False)
-        return result
+        busy = self._periods.get((start, end))
+        if busy is None:
+            candidates: set[int] = set()
+            for day in _days(start, end):
+                candidates.update(self._by_day.get(day, ()))
+            busy = _Period(start, end, {key for key in candidates if not self.is_available(key, start, end)})
+            self._periods[(start, end)] = busy
+            if len(self._periods) > _CACHED_PERIODS:
+                self._periods.popitem(last=False)
+        else:
+            self._periods.move_to_end((start, end))
+        if busy.frozen is None:
+            busy.frozen = frozenset(busy.keys)
+        return busy.frozen

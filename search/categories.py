@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from search.documents import category_paths
+from search.documents import category_number, category_paths
 
 _WORD = re.compile(r"\w+")
 
@@ -32,6 +32,7 @@ class CategoryTree:
             for row in rows
         }
         self.paths = paths
+        self.by_number = {category_number(category_id): category_id for category_id in self.by_id}
 
     def __contains__(self, category_id: object) -> bool:
         return category_id in self.by_id

@@ -8,6 +8,7 @@ every child, and facet counts come per level."""
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,11 @@ def price_order(price: int, key: int) -> int:
     return (price << 24) | (key >> 39)
 
 
+def category_number(category_id: str) -> int:
+    """A category as a number, the same in every replica (a CRC of its id)."""
+    return zlib.crc32(category_id.encode()) & 0x7FFF_FFFF
+
+
 def city_key(city: str) -> str:
     """How the city filter compares names: "москва" and "Москва " are the same city."""
     return city.strip().lower().replace("ё", "е")
@@ -72,6 +78,7 @@ def listing_document(listing: Mapping[str, Any], paths: Mapping[str, str], *, ow
         description=listing["description"],
         category=Facet.from_string(paths.get(category, f"/{category}")),
         category_id=category,
+        category_num=category_number(category),
         city=listing["city"],
         city_key=city_key(listing["city"]),
         rental_unit=listing["rental_unit"],
@@ -82,5 +89,6 @@ def listing_document(listing: Mapping[str, Any], paths: Mapping[str, str], *, ow
         owner_rating=float(owner_rating),
         instant_book=bool(listing["instant_book"]),
         created_at=created,
+        created_order=int(created.timestamp() * 1_000_000),
         updated_at=_instant(listing.get("updated_at") or created),
     )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tantivy import Facet, FieldType, Occur, Order, Query, Searcher, SnippetGenerator
 
+from search import matches
 from search.availability import AvailabilityBook
 from search.categories import CategoryTree
 from search.documents import city_key
@@ -30,6 +31,7 @@ from search.request import SearchRequest, SearchResult, UnknownCategory
 PRICE_BANDS: tuple[tuple[int | None, int | None], ...] = (
     (None, 50_000), (50_000, 100_000), (100_000, 200_000), (200_000, 500_000), (500_000, None),
 )
+_BAND_EDGES = [high for _, high in PRICE_BANDS if high is not None]
 _SNIPPET_CHARS = 160
 _TIE_MARGIN = 20
 # Enumerating a match costs far less than excluding a key: enumerate unless the matches outnumber
@@ -51,7 +53,7 @@ class SearchEngine:
         self.index = index
         self.book = book
         self.categories = categories
-        self._sorted_busy: tuple[frozenset[int], list[int]] = (frozenset(), [])
+        self._busy_cache: tuple[frozenset[int], list[int]] = (frozenset(), [])
 
     def search(self, request: SearchRequest) -> SearchResult:
         started = time.perf_counter()
@@ -61,70 +63,64 @@ class SearchEngine:
         clauses = self._filters(request)
         if words_query is not None:
             clauses.insert(0, (Occur.Must, words_query))
-        excluded, by_distance = self._exclusions(searcher, _all_of(clauses), request)
-        if excluded:
-            clauses.append((Occur.MustNot, Query.term_set_query(schema, "key", excluded)))
-        query = _all_of(clauses)
+        has_words = words_query is not None
         offset = (request.page - 1) * request.per_page
-        if by_distance is not None:
-            by_distance.sort(key=lambda hit: (hit[0], hit[1]))
-            total = len(by_distance)
-            page: list[tuple[Any, float | None]] = [
-                (address, distance) for distance, _, address in by_distance[offset:offset + request.per_page]]
-        else:
-            total, page = self._ranked_page(searcher, query, request, offset, has_words=words_query is not None)
+        busy = self.book.unavailable(*request.available) if request.available is not None else frozenset()
+        point = request.near
+        measure = point is not None and (point.radius_km is not None or request.sort == "distance")
+        if measure or busy:
+            base = _all_of(clauses)
+            matching = int(searcher.search(base, 1, count=True).count)  # type: ignore[attr-defined]
+            if measure or matching <= _ENUMERATE_PER_EXCLUDED * len(busy):
+                total, page, facets = self._from_matches(searcher, base, matching, request, busy,
+                                                           has_words=has_words)
+                items = self._items(searcher, page, request)
+                return SearchResult(total=total, items=items, facets=facets if request.facets else {},
+                                    took_ms=(time.perf_counter() - started) * 1000)
+            # A broad query (dates and little else): the booked-out set is the smaller list.
+            clauses.append((Occur.MustNot, Query.term_set_query(schema, "key", self._sorted(busy))))
+        query = _all_of(clauses)
+        total, page = self._ranked_page(searcher, query, request, offset, has_words=has_words)
         items = self._items(searcher, page, request)
         facets = self._facets(searcher, query) if request.facets else {}
         return SearchResult(total=total, items=items, facets=facets,
                             took_ms=(time.perf_counter() - started) * 1000)
 
-    def _exclusions(self, searcher: Searcher, query: Query, request: SearchRequest
-                    ) -> tuple[list[int], list[tuple[float, int, Any]] | None]:
-        """The keys to leave out of `query`'s matches - booked out for the dates, inside the
-        bounding box but beyond the radius - and, for a distance sort, the kept matches with
-        their distances.
-
-        Excluding a key costs tantivy a term lookup (~4 us), so the booked-out set is first cut
-        down to the listings that match at all: enumerating the matches by key (fast fields, no
-        documents) is much cheaper than excluding thousands of listings the words never found.
-        Only a very broad query (dates and little else) excludes the whole set."""
-        busy = self.book.unavailable(*request.available) if request.available is not None else frozenset()
+    def _from_matches(self, searcher: Searcher, query: Query, matching: int, request: SearchRequest,
+                      busy: frozenset[int], *, has_words: bool,
+                      ) -> tuple[int, list[tuple[Any, float | None]], dict[str, Any]]:
+        """Total, page and facets computed over every match (search/matches.py): for distance,
+        and for dates when the matches are not many more than the booked-out listings."""
         point = request.near
-        measure = point is not None and (point.radius_km is not None or request.sort == "distance")
-        if not measure and not busy:
-            return [], None
-        if not measure:
-            matching = int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
-            if matching > _ENUMERATE_PER_EXCLUDED * len(busy):
-                return self._sorted(busy), None
-        hits = searcher.search(query, max(1, searcher.num_docs), count=False, order_by_field="key",
-                               order=Order.Asc).hits
-        keys = [key for key, _ in hits]
-        excluded = [key for key in keys if key in busy] if busy else []
-        if not measure:
-            return excluded, None
-        assert point is not None
-        addresses = [address for _, address in hits]
-        if not keys:
-            return excluded, []
-        coordinates = np.array([searcher.fast_field_values("lat", addresses),
-                                searcher.fast_field_values("lon", addresses)], dtype=float)
-        distance = distances_km(point.lat, point.lon, coordinates[0], coordinates[1]).tolist()
-        radius = point.radius_km if point.radius_km is not None else float("inf")
-        kept = []
-        for d, key, address in zip(distance, keys, addresses, strict=True):
-            if d > radius:
-                excluded.append(key)
-            elif key not in busy:
-                kept.append((d, key, address))
-        excluded.sort()
-        return excluded, kept if request.sort == "distance" else None
+        found = matches.read(searcher, query, matching, coordinates=point is not None)
+        keep = np.ones(len(found), dtype=bool)
+        if busy:  # a set lookup per match: cheaper than numpy's isin against thousands of keys
+            keep &= np.fromiter((key not in busy for key in found.keys.tolist()), dtype=bool, count=len(found))
+        distances = None
+        if point is not None:
+            assert found.lats is not None and found.lons is not None
+            distances = distances_km(point.lat, point.lon, found.lats, found.lons)
+            if point.radius_km is not None:
+                keep &= distances <= point.radius_km
+        kept = np.nonzero(keep)[0]
+        offset = (request.page - 1) * request.per_page
+        order = matches.ranked(found, kept, request, has_words=has_words, distances=distances)
+        page: list[tuple[Any, float | None]] = [
+            (found.addresses[i], float(distances[i]) if distances is not None else None)
+            for i in order[offset:offset + request.per_page].tolist()]
+        facets = {}
+        if request.facets:
+            direct = {self.categories.by_number.get(number, str(number)): count
+                      for number, count in matches.category_counts(found, kept).items()}
+            bands = matches.band_counts(found, kept, _BAND_EDGES)
+            facets = self._facet_view(direct, bands)
+        return len(kept), page, facets
 
     def _sorted(self, keys: frozenset[int]) -> list[int]:
         """The same booked-out set comes back until the calendars change: sort it once."""
-        if self._sorted_busy[0] is not keys:
-            self._sorted_busy = (keys, sorted(keys))
-        return self._sorted_busy[1]
+        if self._busy_cache[0] is not keys:
+            self._busy_cache = (keys, sorted(keys))
+        return self._busy_cache[1]
 
     # ------------------------------------------------------------------ filters
 
@@ -238,6 +234,14 @@ class SearchEngine:
         }
         result = searcher.aggregate(query, aggregations)
         direct = {bucket["key"]: int(bucket["doc_count"]) for bucket in result["categories"]["buckets"]}
+        # Buckets by their bounds: an index with no documents at all returns none.
+        found = {(b.get("from"), b.get("to")): int(b["doc_count"]) for b in result["prices"]["buckets"]}
+        bands = [found.get((None if low is None else float(low), None if high is None else float(high)), 0)
+                 for low, high in PRICE_BANDS]
+        return self._facet_view(direct, bands)
+
+    def _facet_view(self, direct: dict[str, int], bands: list[int]) -> dict[str, Any]:
+        """Category counts (direct -> with descendants) and price-band counts, as the API shows them."""
         counts = self.categories.rolled_up(direct)
         categories = []
         for category_id, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -246,12 +250,9 @@ class SearchEngine:
                                "name": {"ru": category.name_ru if category else category_id,
                                         "en": category.name_en if category else category_id},
                                "count": count})
-        # Buckets by their bounds: an index with no documents at all returns none.
-        found = {(b.get("from"), b.get("to")): int(b["doc_count"]) for b in result["prices"]["buckets"]}
-        bands = [{"min": low, "max": high,
-                  "count": found.get((None if low is None else float(low), None if high is None else float(high)), 0)}
-                 for low, high in PRICE_BANDS]
-        return {"categories": categories, "price_bands": bands}
+        price_bands = [{"min": low, "max": high, "count": count}
+                       for (low, high), count in zip(PRICE_BANDS, bands, strict=True)]
+        return {"categories": categories, "price_bands": price_bands}
 
 
 def _score_then_key(hit: tuple[Any, ...]) -> tuple[float, int]:

@@ -35,6 +35,11 @@ def build_schema() -> Schema:
     # Sorting by price: the price, then part of the key, in one number - equal prices come in the
     # same order on every replica, so paging does not skip or repeat when pages hit two replicas.
     builder.add_integer_field("price_order", fast=True)
+    # Numbers for what fast_field_values can read (numbers only): the category (documents.
+    # category_number) and the creation time in microseconds, for facets and sorting computed
+    # over the matches in numpy (search/matches.py).
+    builder.add_integer_field("category_num", fast=True)
+    builder.add_integer_field("created_order", fast=True)
     builder.add_float_field("lat", stored=True, indexed=True, fast=True)
     builder.add_float_field("lon", stored=True, indexed=True, fast=True)
     builder.add_float_field("owner_rating", stored=True, indexed=True, fast=True)
