@@ -282,6 +282,11 @@ class SearchReplica:
 
     # ------------------------------------------------------------------ queries
 
+    @property
+    def applying(self) -> bool:
+        """A batch of events is being applied (its index commit may not be visible yet)."""
+        return self._applying.locked()
+
     def _engine(self) -> SearchEngine:
         if self.engine is None:
             raise RuntimeError("the replica is still starting")

@@ -108,6 +108,8 @@ async def test_rebuild_and_a_new_replica_equal_the_followed_index(
     expected = {ids["plain"], ids["edited"], ids["booked"]}
 
     def settled() -> bool:
+        if following.applying:  # calendars change before the batch's index commit completes
+            return False
         documents = _documents(following, word)
         return set(documents) == expected and documents[ids["edited"]]["price"] == [77_700] \
             and _booked_out(following, ids["booked"])
