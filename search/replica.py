@@ -118,14 +118,17 @@ class SearchReplica:
         self._tasks = [loop.create_task(self._follow()), loop.create_task(self._prune_forever())]
 
     async def stop(self) -> None:
+        """Let the batch in hand finish (its commit runs in a thread a cancel would not stop),
+        then close the index."""
         self._stop.set()
-        for task in self._tasks:
+        for task in self._tasks[1:]:  # the pruner
             task.cancel()
-        for task in self._tasks:
+        if self._tasks:  # the follower ends after its batch in hand
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.engine is not None:
-            self.engine.index.close()
+                await asyncio.wait_for(self._tasks[0], _FETCH_WAIT_SECS + 30)
+        async with self._applying:
+            if self.engine is not None:
+                await asyncio.to_thread(self.engine.index.close)
         if self._nats is not None:
             with contextlib.suppress(Exception):
                 await self._nats.close()
