@@ -1,0 +1,124 @@
+"""Similar listings: for a listing, the k most similar other listings (the available ones, when
+the caller says which are).
+
+Similarity blends what a listing says and what renters did:
+- content: cosine of TF-IDF vectors over the search index's analysed terms (Russian stemming,
+  so "палатка" and "палатки" are one term), the same category (its parent counts half), a
+  price close on a log scale, and nearness (renters rent near home);
+- co-interest: how many renters who booked this listing also booked the other one, scaled by
+  the listing's own bookings (a listing with many renters votes with many).
+A listing nobody booked yet (cold start) gets neighbours from content alone. Everything is a
+sparse matrix product plus numpy, so one query over 100 000 listings takes milliseconds."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from search.analysis import terms
+from search.geo import distances_km
+
+# Weights of the parts of the score (content parts sum to 1; co-interest is added on top).
+TEXT, CATEGORY, PRICE, DISTANCE = 0.55, 0.2, 0.15, 0.1
+CO_INTEREST = 0.6
+DISTANCE_SCALE_KM = 30.0
+
+
+@dataclass(frozen=True)
+class ListingContent:
+    id: str
+    title: str
+    description: str
+    category_id: str
+    parent_category_id: str | None
+    price_per_unit: int
+    lat: float
+    lon: float
+
+
+class SimilarListings:
+    def __init__(self, listings: Sequence[ListingContent], bookings: Iterable[tuple[str, str]] = ()) -> None:
+        """`bookings`: (renter id, listing id) pairs from the rental history."""
+        self.listings = list(listings)
+        self.position = {listing.id: i for i, listing in enumerate(self.listings)}
+        self._text = _tfidf([terms(f"{listing.title} {listing.description}") for listing in self.listings])
+        self._category = np.array([listing.category_id for listing in self.listings], dtype=object)
+        self._parent = np.array([listing.parent_category_id or listing.category_id for listing in self.listings],
+                                dtype=object)
+        self._log_price = np.log(np.array([max(1, listing.price_per_unit) for listing in self.listings], dtype=float))
+        self._lat = np.array([listing.lat for listing in self.listings], dtype=float)
+        self._lon = np.array([listing.lon for listing in self.listings], dtype=float)
+        self._co = _co_interest(bookings, self.position, len(self.listings))
+
+    def scores(self, listing_id: str) -> np.ndarray:
+        """Similarity of every listing to this one (itself included; the caller leaves it out)."""
+        i = self.position[listing_id]
+        text = np.asarray((self._text @ self._text[i].T).todense()).ravel()
+        category = np.where(self._category == self._category[i], 1.0,
+                            np.where(self._parent == self._parent[i], 0.5, 0.0))
+        price = np.exp(-np.abs(self._log_price - self._log_price[i]))
+        nearness = np.exp(-distances_km(self._lat[i], self._lon[i], self._lat, self._lon) / DISTANCE_SCALE_KM)
+        score = TEXT * text + CATEGORY * category + PRICE * price + DISTANCE * nearness
+        row = self._co.getrow(i)
+        if row.nnz:
+            co = np.zeros(len(self.listings))
+            co[row.indices] = row.data / row.data.max()
+            score += CO_INTEREST * co
+        return score
+
+    def similar(self, listing_id: str, k: int, *, available: Mapping[str, bool] | set[str] | None = None
+                ) -> list[tuple[str, float]]:
+        """The k most similar listings, best first; only `available` ones when given."""
+        score = self.scores(listing_id)
+        score[self.position[listing_id]] = -np.inf
+        if available is not None:
+            allowed = np.array([listing.id in available and (not isinstance(available, Mapping)
+                                                              or available[listing.id])
+                                for listing in self.listings])
+            score[~allowed] = -np.inf
+        top = np.argsort(-score, kind="stable")[:k]
+        return [(self.listings[j].id, float(score[j])) for j in top.tolist() if np.isfinite(score[j])]
+
+
+def _tfidf(documents: list[list[str]]) -> sparse.csr_matrix:
+    vocabulary: dict[str, int] = {}
+    frequency: Counter[int] = Counter()
+    rows, cols, values = [], [], []
+    for r, words in enumerate(documents):
+        counts = Counter(vocabulary.setdefault(word, len(vocabulary)) for word in words)
+        frequency.update(counts.keys())
+        for col, count in counts.items():
+            rows.append(r)
+            cols.append(col)
+            values.append(1.0 + math.log(count))
+    n = max(1, len(documents))
+    idf = np.array([math.log((1 + n) / (1 + frequency[col])) + 1.0 for col in range(len(vocabulary))])
+    matrix = sparse.csr_matrix((values, (rows, cols)), shape=(len(documents), max(1, len(vocabulary))))
+    if vocabulary:
+        matrix = matrix.multiply(idf).tocsr()
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sparse.diags(1.0 / norms) @ matrix
+
+
+def _co_interest(bookings: Iterable[tuple[str, str]], position: Mapping[str, int], n: int) -> sparse.csr_matrix:
+    """[a, b]: renters who booked both a and b (a != b)."""
+    by_renter: dict[str, set[int]] = defaultdict(set)
+    for renter, listing in bookings:
+        if listing in position:
+            by_renter[renter].add(position[listing])
+    pairs: Counter[tuple[int, int]] = Counter()
+    for booked in by_renter.values():
+        for a in booked:
+            for b in booked:
+                if a != b:
+                    pairs[(a, b)] += 1
+    if not pairs:
+        return sparse.csr_matrix((n, n))
+    (a_idx, b_idx), counts = zip(*pairs.keys(), strict=True), list(pairs.values())
+    return sparse.csr_matrix((counts, (a_idx, b_idx)), shape=(n, n))
