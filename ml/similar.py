@@ -63,7 +63,7 @@ class SimilarListings:
                             np.where(self._parent == self._parent[i], 0.5, 0.0))
         price = np.exp(-np.abs(self._log_price - self._log_price[i]))
         nearness = np.exp(-distances_km(self._lat[i], self._lon[i], self._lat, self._lon) / DISTANCE_SCALE_KM)
-        score = TEXT * text + CATEGORY * category + PRICE * price + DISTANCE * nearness
+        score: np.ndarray = TEXT * text + CATEGORY * category + PRICE * price + DISTANCE * nearness
         row = self._co.getrow(i)
         if row.nnz:
             co = np.zeros(len(self.listings))
