@@ -1,12 +1,13 @@
 """Answering a search: text, filters, availability, distance, sort, facets and snippets.
 
-Everything that can run inside tantivy does: the words (search/query.py), category (a facet term:
-children included), price, city and instant-book filters on fast fields, the geo bounding box as
-two range queries, and "not these listings" - booked out for the dates (search/availability.py)
-or inside the box but beyond the radius - as one term-set query on the listing key. So the count,
-the page and the facet aggregation all see exactly the same set. Exact distance needs each
-candidate's coordinates: one search ordered by key over the box returns them without loading a
-document (fast fields), numpy measures them all at once."""
+The words (search/query.py), category (a facet term: children included), price, city and
+instant-book filters and the geo bounding box (two range queries) run inside tantivy. What it
+cannot decide - exact distance, "free on these dates" (search/availability.py) - is decided over
+the matches themselves: their fast fields read in one call each, filtered, ordered and counted
+in numpy (search/matches.py), so the total, the page and the facets see the same set. Only a
+very broad query with dates (many more matches than booked-out listings) excludes the booked-out
+set inside tantivy instead. Equal scores and prices are ordered by the listing key everywhere,
+so every replica pages alike."""
 
 from __future__ import annotations
 
