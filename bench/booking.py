@@ -54,7 +54,6 @@ import contextlib
 import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -90,7 +89,7 @@ from actors.periods import (
     overlaps,
 )
 from actors.quotes import PricingTerms, quote
-from bench.common import RunResult, measure, throwaway_stack
+from bench.common import RunResult, measure, revision, throwaway_stack
 from gateway.bodies import read_body
 from gateway.rental_schemas import RentalRequest
 from gateway.rental_views import rental_view
@@ -819,17 +818,8 @@ def _median(outcomes: list[Outcome], value: Any) -> float:
     return float(statistics.median(value(o) for o in outcomes))
 
 
-def _revision() -> str:
-    git = shutil.which("git")
-    if git is None:
-        return "unknown"
-    done = subprocess.run([git, "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,  # noqa: S603
-                          text=True, check=False)
-    return done.stdout.strip() or "unknown"
-
-
 def _print_tables(results: dict[str, dict[str, list[Outcome]]], opts: Options) -> None:
-    print(f"\nShareHub {_revision()}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"\nShareHub {revision()}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     titles = {
         "hot": f"(a) one hot listing, quantity {opts.hot_quantity}, by the hour: {opts.hot_requests} requests, "
                f"{opts.hot_concurrency} concurrent clients",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sharehub.config import REPO_ROOT
 from sharehub.devstack import DevStack, ServiceUrls
 
 
@@ -73,3 +76,13 @@ def print_table(title: str, rows: dict[str, RunResult], baseline: str) -> None:
     for name, result in rows.items():
         ratio = result.ops_per_sec / base.ops_per_sec
         print(f"{name:<44} {result.ops_per_sec:>10.0f} {result.p50_ms:>8.3f} {result.p99_ms:>8.3f} {ratio:>11.2f}x")
+
+
+def revision() -> str:
+    """The commit a benchmark ran on (printed with its results)."""
+    git = shutil.which("git")
+    if git is None:
+        return "unknown"
+    done = subprocess.run([git, "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,  # noqa: S603
+                          text=True, check=False)
+    return done.stdout.strip() or "unknown"

@@ -43,9 +43,7 @@ import argparse
 import os
 import random
 import re
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,7 +63,7 @@ from tantivy import Query as TantivyQuery
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors.periods import day_start, local_day
-from bench.common import measure, throwaway_stack
+from bench.common import measure, revision, throwaway_stack
 from search.analysis import terms
 from search.availability import AvailabilityBook
 from search.build import build
@@ -74,7 +72,7 @@ from search.documents import listing_key
 from search.engine import PRICE_BANDS, SearchEngine
 from search.geo import EARTH_RADIUS_KM, bounding_box
 from search.request import Point, SearchRequest
-from sharehub.config import REPO_ROOT, load_settings
+from sharehub.config import load_settings
 from sharehub.progress import Progress
 from sharehub.seed.catalog import CITIES, ITEMS, ItemTemplate
 from sharehub.seed.generate import seed_database
@@ -660,21 +658,12 @@ class Results:
         return sum(1 for total in self.totals[side]["typo"] if total > 0)
 
 
-def _revision() -> str:
-    git = shutil.which("git")
-    if git is None:
-        return "unknown"
-    done = subprocess.run([git, "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,  # noqa: S603
-                          text=True, check=False)
-    return done.stdout.strip() or "unknown"
-
-
 def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
 def print_setup(opts: Options, s: Setup) -> None:
-    print(f"\nShareHub {_revision()}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"\nShareHub {revision()}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"corpus: {opts.listings} listings seeded ({s.published} published, indexed) in {s.seed_s:.1f} s")
     print(f"engine index: full rebuild {s.build_s:.1f} s ({s.published / s.build_s:,.0f} docs/s), merges settled "
           f"{s.merge_s:.1f} s later, {_mb(s.index_bytes)} on disk")
