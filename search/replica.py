@@ -188,7 +188,7 @@ class SearchReplica:
                         messages = await subscription.fetch(_FETCH_BATCH, timeout=_FETCH_WAIT_SECS)
                     except (nats.errors.TimeoutError, TimeoutError):
                         continue
-                    await self.apply([orjson.loads(message.data) for message in messages])
+                    await self.apply([event for message in messages if (event := self._decode(message.data))])
                     for message in messages:
                         await message.ack()
             except asyncio.CancelledError:
@@ -197,6 +197,16 @@ class SearchReplica:
                 log.warning("search replica %s lost its subscription; retrying", self.name, exc_info=True)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    def _decode(self, data: bytes) -> dict[str, Any] | None:
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict):
+            log.error("search replica %s skips an undecodable event", self.name)
+            return None
+        return event
 
     async def apply(self, events: list[dict[str, Any]]) -> None:
         """Apply a batch of listing events: calendars in stream order, then every listing the
@@ -207,9 +217,20 @@ class SearchReplica:
             changed: set[str] = set()
             for event in events:
                 listing_id = str(event.get("entity_id"))
+                try:
+                    key = listing_key(listing_id)
+                except ValueError:
+                    log.error("search replica %s skips an event about %r", self.name, listing_id)
+                    continue
                 if event.get("type") == "availability_changed":
-                    engine.book.apply(listing_key(listing_id), event.get("data") or {},
-                                      at=(str(event.get("epoch", "")), int(event.get("seq", 0))))
+                    try:
+                        engine.book.apply(key, event.get("data") or {},
+                                          at=(str(event.get("epoch", "")), int(event.get("seq", 0))))
+                    except (KeyError, TypeError, ValueError):
+                        # A malformed event must not stall the stream behind it; a rebuild
+                        # restores the calendar from Postgres.
+                        log.exception("search replica %s skips a malformed calendar event %s", self.name,
+                                      event.get("event_id"))
                 # Any event - a booking too, which moves the row's `updated_at` - means the
                 # document is re-read: what the index holds is always the row as it is now.
                 changed.add(listing_id)

@@ -166,3 +166,17 @@ async def test_reindex_command_rebuilds_a_running_replica(
     assert "100%" in done.stderr  # the progress bar
     resp = await client.get("/api/v1/search", params={"q": word})
     assert [item["id"] for item in (await resp.json())["items"]] == [listing["id"]]
+
+
+async def test_malformed_events_are_skipped_without_stalling_the_batch(
+        client: Client, platform: Platform, started: Callable[[str], Awaitable[SearchReplica]]) -> None:
+    word = _word()
+    replica = await started("malformed")
+    _, listing = await published_listing(client, platform, title=f"Дрель {word}")
+    await replica.apply([
+        {"entity_id": "not-a-uuid", "type": "updated"},
+        {"entity_id": listing["id"], "type": "availability_changed", "data": {"change": "held"}},  # no rental
+        {"entity_id": listing["id"], "type": "published", "seq": 3, "epoch": "x"},
+    ])
+    assert listing["id"] in _documents(replica, word)
+    assert replica._decode(b"{not json") is None and replica._decode(b"[1, 2]") is None
