@@ -9,12 +9,12 @@ distance needs a point."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from actors.periods import day_start
-from search.request import MAX_PER_PAGE, MAX_RESULT_WINDOW, Point, SearchRequest
+from search.request import MAX_PER_PAGE, MAX_RESULT_WINDOW, Point, SearchRequest, Sort
 from sharehub.errors import ApiError
 
 _MAX_PERIOD = timedelta(days=366)
@@ -36,7 +36,7 @@ class SearchQuery(BaseModel):
     available_from: date | AwareDatetime | None = None
     available_to: date | AwareDatetime | None = None
     instant_book: bool | None = None
-    sort: Literal["relevance", "price_asc", "price_desc", "newest", "distance"] = "relevance"
+    sort: Sort = "relevance"
     page: Annotated[int, Field(ge=1, le=MAX_RESULT_WINDOW)] = 1
     per_page: Annotated[int, Field(ge=1, le=MAX_PER_PAGE)] = 20
     facets: bool = True

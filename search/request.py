@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 Sort = Literal["relevance", "price_asc", "price_desc", "newest", "distance"]
-SORTS: tuple[Sort, ...] = ("relevance", "price_asc", "price_desc", "newest", "distance")
 MAX_PER_PAGE = 50
 # Deep pages cost the sum of all pages before them; nobody reads result 10 001 of a search.
 MAX_RESULT_WINDOW = 10_000

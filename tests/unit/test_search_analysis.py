@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
-from tantivy import Document, Index
+from tantivy import Occur, Query
 
-from search.analysis import register, terms
-from search.schema import build_schema
+from search.analysis import terms
+from search.index import ListingIndex
+from tests.search_index import index_of, listing_row, names_of
 
 TITLES = {
     "1": "Горный велосипед Stels Navigator",
@@ -21,25 +20,16 @@ TITLES = {
 
 
 @pytest.fixture(scope="module")
-def index() -> Index:
-    idx = Index(build_schema())
-    register(idx)
-    writer = idx.writer(50_000_000, 1)
-    now = datetime(2026, 11, 27, tzinfo=UTC)
-    for listing_id, title in TITLES.items():
-        writer.add_document(Document(
-            id=listing_id, title=title, description="", category_id="tools", city="Москва", rental_unit="day",
-            price=70_000, lat=55.75, lon=37.61, owner_rating=4.8, instant_book=True, created_at=now,
-            updated_at=now))
-    writer.commit()
-    idx.reload()
-    return idx
+def index() -> ListingIndex:
+    return index_of(listing_row(name, title) for name, title in TITLES.items())
 
 
-def _found(index: Index, query: str) -> set[str]:
-    searcher = index.searcher()
-    hits = searcher.search(index.parse_query(query, ["title", "description"]), 10).hits
-    return {searcher.doc(address)["id"][0] for _, address in hits}
+def _found(index: ListingIndex, query: str) -> set[str]:
+    """Listings with any of the query's terms: the analyser must give the same terms both ways."""
+    schema = index.schema
+    either = Query.boolean_query([(Occur.Should, Query.term_query(schema, field, term))
+                                  for term in terms(query) for field in ("title", "description")])
+    return set(names_of(index, index.searcher().search(either, 10).hits, TITLES))
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -54,7 +44,7 @@ def _found(index: Index, query: str) -> set[str]:
     ("bodies", {"6"}),
     ("gopro", {"4"}),
 ])
-def test_any_word_form_finds_the_listing(index: Index, query: str, expected: set[str]) -> None:
+def test_any_word_form_finds_the_listing(index: ListingIndex, query: str, expected: set[str]) -> None:
     assert _found(index, query) == expected
 
 

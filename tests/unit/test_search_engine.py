@@ -3,7 +3,6 @@ and sort, facets, pages, snippets, suggestions, availability and distance."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from search.geo import distance_km
 from search.index import ListingIndex
 from search.request import Point, SearchRequest, UnknownCategory
 from search.suggest import suggest
+from tests.search_index import index_of, listing_id, listing_row
 
 CATEGORIES: list[dict[str, Any]] = [
     {"id": "tools", "parent_id": None, "name_ru": "Инструменты", "name_en": "Tools"},
@@ -28,10 +28,6 @@ CATEGORIES: list[dict[str, Any]] = [
 ]
 MOSCOW = (55.7558, 37.6173)
 _BASE = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _id(name: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 # name: (title, description, category, price kopecks, city, lat, lon, instant, days old)
@@ -60,28 +56,22 @@ LISTINGS: dict[str, tuple[str, str, str, int, str, float, float, bool, int]] = {
 def _row(name: str) -> dict[str, Any]:
     title, description, category, price, city, lat, lon, instant, age = LISTINGS[name]
     created = _BASE - timedelta(days=age)
-    return {"id": _id(name), "owner_id": _id("owner"), "status": "published", "title": title,
-            "description": description, "photos": [], "category_id": category, "city": city, "lat": lat, "lon": lon,
-            "rental_unit": "day", "price_per_unit": price, "instant_book": instant, "quantity": 1,
-            "created_at": created, "updated_at": created}
+    return listing_row(name, title, description, category_id=category, city=city, lat=lat, lon=lon,
+                       price_per_unit=price, instant_book=instant, created_at=created, updated_at=created)
 
 
 @pytest.fixture(scope="module")
 def engine() -> SearchEngine:
     categories = CategoryTree(CATEGORIES)
-    index = ListingIndex(None)
-    for name in LISTINGS:
-        index.put_new(listing_document(_row(name), categories.paths))
-    index.commit()
-    return SearchEngine(index, AvailabilityBook(), categories)
+    return SearchEngine(index_of((_row(name) for name in LISTINGS), categories.paths), AvailabilityBook(), categories)
 
 
-def _name(listing_id: str) -> str:
-    return next(name for name in LISTINGS if _id(name) == listing_id)
+def _name(wanted: str) -> str:
+    return next(name for name in LISTINGS if listing_id(name) == wanted)
 
 
 def _names(engine: SearchEngine, **request: Any) -> list[str]:
-    by_id = {_id(name): name for name in LISTINGS}
+    by_id = {listing_id(name): name for name in LISTINGS}
     result = engine.search(SearchRequest(**request))
     return [by_id[item["id"]] for item in result.items]
 
@@ -176,9 +166,9 @@ def test_booked_out_listings_are_left_out_for_their_dates(engine: SearchEngine) 
     book = engine.book
     msk = LISTING_TIME_ZONE
     start, until = datetime(2026, 12, 5, tzinfo=msk), datetime(2026, 12, 8, tzinfo=msk)
-    book.apply(listing_key(_id("tent")), {"change": "held", "rental_id": "r1", "start": start.isoformat(),
-                                          "until": until.isoformat(), "units": 1, "unit_numbers": [1]},
-               at=("e", 1))
+    tent = listing_key(listing_id("tent"))
+    book.apply(tent, {"change": "held", "rental_id": "r1", "start": start.isoformat(),
+                      "until": until.isoformat(), "units": 1, "unit_numbers": [1]}, at=("e", 1))
     try:
         assert set(_names(engine, q="палатка", available=(start, until))) == {"tent2"}
         assert set(_names(engine, q="палатка", available=(until, until + timedelta(days=2)))) == {"tent", "tent2"}
@@ -194,9 +184,8 @@ def test_booked_out_listings_are_left_out_for_their_dates(engine: SearchEngine) 
         assert "tent" not in {_name(i["id"]) for i in by_distance.items} and by_distance.total == len(by_distance.items)
         assert engine.search(SearchRequest(near=near, available=(start, until))).total == by_distance.total
     finally:
-        book.apply(listing_key(_id("tent")), {"change": "released", "rental_id": "r1", "start": start.isoformat(),
-                                              "until": until.isoformat(), "units": 1, "unit_numbers": [1]},
-                   at=("e", 2))
+        book.apply(tent, {"change": "released", "rental_id": "r1", "start": start.isoformat(),
+                          "until": until.isoformat(), "units": 1, "unit_numbers": [1]}, at=("e", 2))
     assert set(_names(engine, q="палатка", available=(start, until))) == {"tent", "tent2"}
 
 
@@ -224,7 +213,7 @@ def test_ties_come_in_the_same_order_whatever_the_order_of_indexing() -> None:
     """Pages may come from different replicas: equal prices and equal scores must not depend on
     where a document sits in one replica's index."""
     categories = CategoryTree(CATEGORIES)
-    rows = [{**_row("drill"), "id": _id(f"twin{i}"), "title": "Дрель Makita"} for i in range(30)]
+    rows = [{**_row("drill"), "id": listing_id(f"twin{i}"), "title": "Дрель Makita"} for i in range(30)]
     orders = []
     for sequence in (rows, rows[::-1]):
         index = ListingIndex(None)
