@@ -8,13 +8,13 @@ from gateway import realtime
 from gateway.context import PLATFORM
 from gateway.metrics import unwatch_pool, watch_pool
 from gateway.middleware import authenticate, cors, idempotency, observe, problems, rate_limit, security_headers
-from gateway.routes import admin, auth, chats, docs, health, listings, notifications, rentals, search, users
+from gateway.routes import admin, auth, chats, docs, health, listings, ml, notifications, rentals, search, users
 from gateway.routing import RouteTable, check_route_policies, install_routes
 from sharehub.platform import Platform
 
 ROUTE_TABLES: list[RouteTable] = [
     health.routes, docs.routes, auth.routes, users.routes, admin.routes, listings.routes, rentals.routes, chats.routes,
-    notifications.routes, search.routes, realtime.routes,
+    notifications.routes, search.routes, ml.routes, realtime.routes,
 ]
 
 

@@ -112,18 +112,26 @@ def price_ratio(price: float, median: float | None) -> float:
     return min(high, max(low, price / median))
 
 
+def price_features(listing: ListingFacts, comparables: Comparables, price: float | None = None
+                   ) -> dict[str, float]:
+    """The features that move with the asked price (its own price by default)."""
+    median = comparables.median(listing)
+    asked = float(listing.price_per_unit if price is None else price)
+    return {
+        "price_ratio": price_ratio(asked, median),
+        "log_median_price": math.log1p(median or asked),
+        "deposit_ratio": listing.deposit / asked if asked > 0 else 0.0,
+    }
+
+
 def listing_features(listing: ListingFacts, comparables: Comparables, *, price: float | None = None
                      ) -> dict[str, float | str]:
     """The listing's features at `price` (its own price by default: a suggestion asks at others)."""
-    median = comparables.median(listing)
-    asked = float(listing.price_per_unit if price is None else price)
     return {
         "category_id": listing.category_id,
         "city": listing.city,
         "rental_unit": listing.rental_unit,
-        "price_ratio": price_ratio(asked, median),
-        "log_median_price": math.log1p(median or asked),
-        "deposit_ratio": listing.deposit / asked if asked > 0 else 0.0,
+        **price_features(listing, comparables, price),
         "photos": float(listing.photos),
         "owner_rating": listing.owner_rating,
         "instant_book": float(listing.instant_book),

@@ -3,23 +3,34 @@ listing (or a draft) and a period.
 
 Candidates are a log-spaced grid around the comparable median (half to twice it: a suggestion
 outside that band would be a guess the data cannot support), rounded to whole 10 roubles; the
-model scores them, and the owner's own price for comparison, in one call. Because P never rises with the price
-(ml/rental_probability.py), revenue has a sane optimum; of equal revenues the lower price wins
-(more bookings for the same money)."""
+model scores them, and the owner's own price for comparison, in one call - one call for a whole
+batch of questions, which is what makes a serving replica's micro-batches pay. Because P never
+rises with the price (ml/rental_probability.py), revenue has a sane optimum; of equal revenues
+the lower price wins (more bookings for the same money)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from ml.features import Comparables, ListingFacts, features
+from ml.features import Comparables, ListingFacts, features, price_features
 from ml.rental_probability import RentalProbabilityModel
 
 BAND = (0.5, 2.0)  # candidates, as multiples of the comparable median
 GRID_POINTS = 61
 ROUND_TO = 1_000  # kopecks: 10 roubles
+
+
+@dataclass(frozen=True)
+class PriceQuestion:
+    listing: ListingFacts
+    start: datetime
+    end: datetime
+    asked_at: datetime
+    has_price: bool = True  # False for a draft: its price_per_unit is only a placeholder
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class PriceSuggestion:
     expected_revenue: float  # kopecks: price x units x probability
     own_price_probability: float
     own_price_revenue: float
+    units: float
 
 
 def candidates(listing: ListingFacts, comparables: Comparables) -> list[int]:
@@ -37,16 +49,30 @@ def candidates(listing: ListingFacts, comparables: Comparables) -> list[int]:
     return sorted({max(ROUND_TO, round(p / ROUND_TO) * ROUND_TO) for p in grid.tolist()})
 
 
+def suggest_prices(model: RentalProbabilityModel, comparables: Comparables, questions: Sequence[PriceQuestion]
+                   ) -> list[PriceSuggestion]:
+    """Every question's candidates (and the owner's price, scored for comparison, never
+    suggested) in one model call."""
+    grids = [[*candidates(q.listing, comparables), q.listing.price_per_unit] for q in questions]
+    rows = []
+    for question, grid in zip(questions, grids, strict=True):
+        # Only the price's own features change along the grid: the rest is computed once.
+        base = features(question.listing, comparables, question.start, question.end, asked_at=question.asked_at)
+        rows += [{**base, **price_features(question.listing, comparables, price)} for price in grid]
+    probabilities = model.predict(rows)
+    out, offset = [], 0
+    for grid in grids:
+        p = probabilities[offset:offset + len(grid)]
+        units = float(rows[offset]["length_units"])
+        offset += len(grid)
+        revenue = np.asarray(grid, dtype=np.float64) * units * p
+        best = int(np.argmax(revenue[:-1]))  # the first maximum: the lowest price among equals
+        out.append(PriceSuggestion(price=grid[best], probability=float(p[best]), expected_revenue=float(revenue[best]),
+                                   own_price_probability=float(p[-1]), own_price_revenue=float(revenue[-1]),
+                                   units=units))
+    return out
+
+
 def suggest_price(model: RentalProbabilityModel, listing: ListingFacts, comparables: Comparables,
                   start: datetime, end: datetime, *, asked_at: datetime) -> PriceSuggestion:
-    prices = candidates(listing, comparables)
-    # The owner's price is scored with the candidates (one model call) for comparison, never suggested.
-    scored = [*prices, listing.price_per_unit]
-    rows = [features(listing, comparables, start, end, asked_at=asked_at, price=p) for p in scored]
-    probabilities = model.predict(rows)
-    units = float(rows[0]["length_units"])
-    revenue = np.asarray(scored, dtype=np.float64) * units * probabilities
-    best = int(np.argmax(revenue[:-1]))  # the first maximum: the lowest price among equals
-    return PriceSuggestion(price=prices[best], probability=float(probabilities[best]),
-                           expected_revenue=float(revenue[best]), own_price_probability=float(probabilities[-1]),
-                           own_price_revenue=float(revenue[-1]))
+    return suggest_prices(model, comparables, [PriceQuestion(listing, start, end, asked_at)])[0]

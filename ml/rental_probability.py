@@ -54,21 +54,29 @@ class RentalProbabilityModel:
 
     @classmethod
     def train(cls, rows: Sequence[Row], booked: Sequence[int], *, rounds: int = 300, seed: int = 1,
-              valid: tuple[Sequence[Row], Sequence[int]] | None = None) -> RentalProbabilityModel:
+              weights: Sequence[float] | None = None,
+              valid: tuple[Sequence[Row], Sequence[int]] | None = None, valid_weights: Sequence[float] | None = None,
+              on_round: Callable[[int], None] | None = None) -> RentalProbabilityModel:
+        """`weights`: inverse sampling probabilities (ml/dataset.py samples negatives); `on_round`
+        is called after each boosting round (progress)."""
         vocabularies = {name: {value: code for code, value in enumerate(sorted({str(r[name]) for r in rows}))}
                         for name in CATEGORICAL}
         model = cls(booster=None, vocabularies=vocabularies)  # type: ignore[arg-type]  # set just below
         params = {**PARAMS, "seed": seed,
                   "monotone_constraints": [-1 if name == PRICE_FEATURE else 0 for name in FEATURES]}
         train_set = lgb.Dataset(model.matrix(rows), label=np.asarray(booked, dtype=np.float64),
+                                weight=None if weights is None else np.asarray(weights, dtype=np.float64),
                                 feature_name=list(FEATURES), categorical_feature=list(CATEGORICAL),
                                 free_raw_data=False)
         valid_sets: list[lgb.Dataset] = []
         callbacks: list[Callable[..., Any]] = []
+        if on_round is not None:
+            callbacks.append(lambda env: on_round(env.iteration + 1))
         if valid is not None:
             valid_sets = [lgb.Dataset(model.matrix(valid[0]), label=np.asarray(valid[1], dtype=np.float64),
+                                      weight=None if valid_weights is None else np.asarray(valid_weights),
                                       reference=train_set)]
-            callbacks = [lgb.early_stopping(30, verbose=False)]
+            callbacks.append(lgb.early_stopping(30, verbose=False))
         model.booster = lgb.train(params, train_set, num_boost_round=rounds, valid_sets=valid_sets,
                                   callbacks=callbacks)
         return model
@@ -86,7 +94,8 @@ class RentalProbabilityModel:
     def predict(self, rows: Sequence[Row]) -> np.ndarray:
         if not rows:
             return np.zeros(0)
-        result: np.ndarray = np.asarray(self.booster.predict(self.matrix(rows)), dtype=np.float64)
+        # One thread: a serving replica answers many small batches; threads cost more than they save.
+        result: np.ndarray = np.asarray(self.booster.predict(self.matrix(rows), num_threads=1), dtype=np.float64)
         return result
 
     def to_json(self) -> str:
@@ -121,14 +130,27 @@ def auc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray
 
 
 def calibration_error(probabilities: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, *,
-                      bins: int = 10) -> float:
-    """Expected calibration error: |mean predicted - observed rate| per probability decile, weighted."""
+                      bins: int = 10, weights: Sequence[float] | np.ndarray | None = None) -> float:
+    """Expected calibration error: |mean predicted - observed rate| per probability decile, weighted
+    by the bin's share of the rows (of their `weights`, for a sample with inverse-probability weights)."""
     probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, probabilities, side="right") - 1, 0, bins - 1)
     error = 0.0
     for b in range(bins):
         mask = which == b
         if mask.any():
-            error += mask.mean() * abs(probabilities[mask].mean() - labels[mask].mean())
+            share = w[mask].sum() / w.sum()
+            error += share * abs(np.average(probabilities[mask], weights=w[mask])
+                                 - np.average(labels[mask], weights=w[mask]))
     return float(error)
+
+
+def log_loss(probabilities: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, *,
+             weights: Sequence[float] | np.ndarray | None = None) -> float:
+    """Mean negative log-likelihood (weighted): what promotion compares - it rewards ranking and
+    calibration at once."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-9, 1 - 1e-9)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(np.average(-(y * np.log(p) + (1 - y) * np.log(1 - p)), weights=weights))

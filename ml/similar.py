@@ -23,10 +23,18 @@ from scipy import sparse
 from search.analysis import terms
 from search.geo import distances_km
 
-# Weights of the parts of the score (content parts sum to 1; co-interest is added on top).
-TEXT, CATEGORY, PRICE, DISTANCE = 0.55, 0.2, 0.15, 0.1
-CO_INTEREST = 0.6
 DISTANCE_SCALE_KM = 30.0
+
+
+@dataclass(frozen=True)
+class SimilarWeights:
+    """Weights of the parts of the score; training (ml/training.py) picks them on held-out
+    co-bookings, and a model version is these weights."""
+    text: float = 0.55
+    category: float = 0.2
+    price: float = 0.15
+    distance: float = 0.1
+    co_interest: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,16 @@ class ListingContent:
 
 
 class SimilarListings:
-    def __init__(self, listings: Sequence[ListingContent], bookings: Iterable[tuple[str, str]] = ()) -> None:
-        """`bookings`: (renter id, listing id) pairs from the rental history."""
+    def __init__(self, listings: Sequence[ListingContent], bookings: Iterable[tuple[str, str]] = (),
+                 weights: SimilarWeights | None = None, *, text: sparse.csr_matrix | None = None) -> None:
+        """`bookings`: (renter id, listing id) pairs from the rental history; `text`: the TF-IDF
+        rows of these same listings, when another index already analysed them (training tries
+        many weights on one catalogue)."""
+        self.weights = weights or SimilarWeights()
         self.listings = list(listings)
         self.position = {listing.id: i for i, listing in enumerate(self.listings)}
-        self._text = _tfidf([terms(f"{listing.title} {listing.description}") for listing in self.listings])
+        self._text = text if text is not None else _tfidf(
+            [terms(f"{listing.title} {listing.description}") for listing in self.listings])
         self._category = np.array([listing.category_id for listing in self.listings], dtype=object)
         self._parent = np.array([listing.parent_category_id or listing.category_id for listing in self.listings],
                                 dtype=object)
@@ -54,6 +67,10 @@ class SimilarListings:
         self._lat = np.array([listing.lat for listing in self.listings], dtype=float)
         self._lon = np.array([listing.lon for listing in self.listings], dtype=float)
         self._co = _co_interest(bookings, self.position, len(self.listings))
+
+    def with_history(self, bookings: Iterable[tuple[str, str]], weights: SimilarWeights) -> SimilarListings:
+        """The same catalogue with other bookings and weights, without analysing the text again."""
+        return SimilarListings(self.listings, bookings, weights, text=self._text)
 
     def scores(self, listing_id: str) -> np.ndarray:
         """Similarity of every listing to this one (itself included; the caller leaves it out)."""
@@ -63,12 +80,13 @@ class SimilarListings:
                             np.where(self._parent == self._parent[i], 0.5, 0.0))
         price = np.exp(-np.abs(self._log_price - self._log_price[i]))
         nearness = np.exp(-distances_km(self._lat[i], self._lon[i], self._lat, self._lon) / DISTANCE_SCALE_KM)
-        score: np.ndarray = TEXT * text + CATEGORY * category + PRICE * price + DISTANCE * nearness
+        w = self.weights
+        score: np.ndarray = w.text * text + w.category * category + w.price * price + w.distance * nearness
         row = self._co.getrow(i)
-        if row.nnz:
+        if row.nnz and w.co_interest:
             co = np.zeros(len(self.listings))
             co[row.indices] = row.data / row.data.max()
-            score += CO_INTEREST * co
+            score += w.co_interest * co
         return score
 
     def similar(self, listing_id: str, k: int, *, available: Mapping[str, bool] | set[str] | None = None

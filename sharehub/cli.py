@@ -128,21 +128,60 @@ def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild every search replica's index from Postgres, one replica at a time (the others
     keep answering; the one rebuilding also answers from its old index until the swap)."""
+    if not _join_ray(settings):
+        print("No Ray cluster: start the platform (`make run`) or set RAY_ADDRESS.", file=sys.stderr)
+        return 2
+    from search.reindex import reindex_all
+
+    return reindex_all(only=args.replica)
+
+
+def _join_ray(settings: Settings) -> bool:
+    """Join the cluster of RAY_ADDRESS or of a running `sharehub run`; False when there is none."""
     from sharehub.runstate import read_run_state
 
     state = read_run_state(settings.data_dir) or {}
     address = settings.ray_address or state.get("ray_address")
     if not address:
-        print("No Ray cluster: start the platform (`make run`) or set RAY_ADDRESS.", file=sys.stderr)
-        return 2
+        return False
     if not settings.ray_address and state.get("ray_auth_mode"):
         # Before Ray is imported: it reads the mode once, when its config first loads.
         os.environ.setdefault("RAY_AUTH_MODE", state["ray_auth_mode"])
-    from search.reindex import reindex_all
     from sharehub.devstack.ray_local import connect_ray
 
     connect_ray(address)
-    return reindex_all(only=args.replica)
+    return True
+
+
+async def _train(args: argparse.Namespace, settings: Settings) -> int:
+    """Train, measure and maybe promote models as a Ray job; serving replicas pick a promoted
+    version up within seconds."""
+    from ml.train_job import submit_training
+    from ml.training import NotEnoughData
+    from storage.migrate import migrate
+
+    if not _join_ray(settings):
+        from sharehub.devstack.ray_local import start_local_ray
+
+        start_local_ray(settings.data_dir / "ray-train", dashboard=False)
+    async with _database(settings) as ready:
+        assert ready.database_url
+        await migrate(ready.database_url, ready.migrations_dir)
+        try:
+            reports = await asyncio.to_thread(submit_training, ready.database_url, ready.model_dir,
+                                              kinds=args.kind or ["pricing", "similar"])
+        except NotEnoughData as exc:
+            print(f"error: not enough data to train: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # a RayTaskError wrapping the task's own exception
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, NotEnoughData):
+                print(f"error: not enough data to train: {cause}", file=sys.stderr)
+                return 1
+            raise
+    for report in reports:
+        print(f"{report['kind']} v{report['version']}: {report['decision']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--rentals", type=int, default=5000, help="rental histories on the published listings")
     seed.add_argument("--seed", type=int, default=1, help="same seed, same data")
 
+    train = sub.add_parser("train", help="train ml-core models as a Ray job; promote those that beat the current")
+    train.add_argument("--kind", action="append", choices=["pricing", "similar"], help="default: both")
+
     reindex = sub.add_parser("reindex", help="rebuild the search index from Postgres (no downtime)")
     reindex.add_argument("--replica", help="only this replica (by name, e.g. 0); default: all of them")
 
@@ -195,5 +237,6 @@ def main(argv: list[str] | None = None) -> None:
         "seed": lambda: asyncio.run(_seed(args, settings)),
         "keys": lambda: _cmd_keys(args, settings),
         "reindex": lambda: _cmd_reindex(args, settings),
+        "train": lambda: asyncio.run(_train(args, settings)),
     }
     sys.exit(commands[args.command]())

@@ -76,6 +76,15 @@ class Settings:
     # Gateways create missing replicas at start (Kubernetes, compose); `sharehub run` does it itself.
     gateway_starts_search: bool = False
     search_timeout_secs: float = 2.0
+    # ml-core (ml/): model artifacts, and the Ray Serve app the gateway calls with a deadline.
+    model_dir: Path = REPO_ROOT / ".sharehub" / "models"
+    ml_timeout_secs: float = 1.0
+    # Serving replicas look for a newly promoted model this often.
+    ml_reload_secs: float = 5.0
+    serve_http_host: str = "127.0.0.1"
+    serve_http_port: int = 8000
+    # `sharehub run` trains the first models in the background when none is promoted yet.
+    train_on_start: bool = True
     db_pool_min: int = 1
     db_pool_max: int = 10
 
@@ -138,6 +147,12 @@ def load_settings() -> Settings:
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
         shard_count=_env_int("SHAREHUB_SHARDS", 2),
         search_replicas=_env_int("SHAREHUB_SEARCH_REPLICAS", 1),
+        model_dir=Path(os.environ.get("SHAREHUB_MODEL_DIR", str(data_dir / "models"))),
+        ml_timeout_secs=float(os.environ.get("SHAREHUB_ML_TIMEOUT_SECS", "1.0")),
+        ml_reload_secs=float(os.environ.get("SHAREHUB_ML_RELOAD_SECS", "5")),
+        serve_http_host=os.environ.get("SHAREHUB_SERVE_HTTP_HOST", "127.0.0.1"),
+        serve_http_port=_env_int("SHAREHUB_SERVE_HTTP_PORT", 8000),
+        train_on_start=os.environ.get("SHAREHUB_TRAIN_ON_START", "1") != "0",
         gateway_starts_search=os.environ.get("SHAREHUB_GATEWAY_STARTS_SEARCH", "") == "1",
         ws_compress=os.environ.get("SHAREHUB_WS_COMPRESS", "") == "1",
         ws_max_message_bytes=_env_int("SHAREHUB_WS_MAX_MESSAGE_BYTES", 64 * 1024),

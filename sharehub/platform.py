@@ -17,6 +17,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from actors.kinds import ENTITY_KINDS
 from actors.router import ShardRouter
 from actors.sharding import ShardMap
+from ml.client import MLClient
 from search.client import SearchClient
 from sharehub.config import Settings
 from sharehub.security.keys import KeyRing
@@ -37,6 +38,8 @@ class Platform:
     entities: ShardRouter | None = None
     # Sends queries to the search replicas; None without a Ray cluster.
     search: SearchClient | None = None
+    # Asks ml-core (Ray Serve) for price suggestions and similar listings; None without a Ray cluster.
+    ml: MLClient | None = None
 
 
 def build_token_service(settings: Settings) -> TokenService:
@@ -89,7 +92,8 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         entities = _entity_router(settings)
         yield Platform(settings=settings, db=db, redis=redis, tokens=build_token_service(settings), nats=nats_client,
                        entities=entities,
-                       search=SearchClient(timeout_secs=settings.search_timeout_secs) if entities else None)
+                       search=SearchClient(timeout_secs=settings.search_timeout_secs) if entities else None,
+                       ml=MLClient(timeout_secs=settings.ml_timeout_secs) if entities else None)
     finally:
         if nats_client is not None:
             await _close_nats(nats_client)

@@ -83,6 +83,46 @@ def start_search_replicas(settings: Settings) -> None:
                    database_url=settings.database_url, nats_url=settings.nats_url)
 
 
+def start_ml_serving(settings: Settings) -> None:
+    """The Ray Serve `ml` app (ml/serving.py); with no model promoted yet, the first training
+    runs in the background (a Ray job, ~30 s on the demo data; log in logs/train.log) and the
+    replicas pick its models up when it promotes them."""
+    import threading
+
+    from ml.serving import deploy
+
+    assert settings.database_url
+    deploy(settings.database_url, str(settings.model_dir), http_host=settings.serve_http_host,
+           http_port=settings.serve_http_port, reload_secs=settings.ml_reload_secs)
+    if settings.train_on_start and not asyncio.run(_any_model_promoted(settings.database_url)):
+        threading.Thread(target=_first_training, args=(settings,), name="first-training", daemon=True).start()
+
+
+async def _any_model_promoted(database_url: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        return bool(await conn.fetchval("SELECT count(DISTINCT kind) = 2 FROM ml_models WHERE status = 'promoted'"))
+    finally:
+        await conn.close()
+
+
+def _first_training(settings: Settings) -> None:
+    from ml.reporting import ConsoleReporter
+    from ml.train_job import submit_training
+
+    assert settings.database_url
+    log_path = settings.data_dir / "logs" / "train.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as out:
+        try:
+            for report in submit_training(settings.database_url, settings.model_dir, reporter=ConsoleReporter(out)):
+                print(f"  ml: {report['kind']} v{report['version']}: {report['decision']}", flush=True)
+        except Exception:
+            log.exception("the first training failed (see %s); run `sharehub train` to retry", log_path)
+
+
 def _gateway_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
     env = dict(os.environ)
     env.update(urls.as_env())
@@ -91,6 +131,7 @@ def _gateway_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
         "SHAREHUB_HTTP_HOST": settings.http_host,
         "SHAREHUB_HTTP_PORT": str(settings.http_port),
         "SHAREHUB_JWT_KEYS_DIR": str(settings.jwt_keys_dir),
+        "SHAREHUB_MODEL_DIR": str(settings.model_dir),
     })
     return env
 
@@ -156,6 +197,7 @@ def run_platform(settings: Settings, *, gateways: int) -> None:
         demo = asyncio.run(prepare_database(settings))
         start_shard_actors(settings)
         start_search_replicas(settings)
+        start_ml_serving(settings)
         pool = GatewayPool(settings, urls, gateways)
         pool.start()
         http_url = f"http://localhost:{settings.http_port}"
@@ -195,6 +237,7 @@ def _print_banner(
         f"  Health       {http_url}/readyz",
         f"  Ray dashboard {urls.ray_dashboard_url or '(external cluster: ' + str(urls.ray_address) + ')'}",
         f"  Shard metrics {urls.ray_metrics_url or '(the Ray cluster’s metrics agent)'}",
+        f"  ML (Serve)   http://{settings.serve_http_host}:{settings.serve_http_port}/ml/pricing, /ml/similar",
         f"  Outgoing mail {_mail_note(settings, urls)}",
         f"  Data         {settings.data_dir}",
         "Demo accounts:",

@@ -112,3 +112,11 @@ async def categories(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, 
 async def cancellation_policies(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
     rows = await conn.fetch("SELECT code, name_ru, name_en, tiers FROM cancellation_policies ORDER BY code")
     return [dict(r) for r in rows]
+
+
+async def published_by_ids(conn: asyncpg.Connection | asyncpg.Pool, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """The published ones of these listings, in the order given."""
+    rows = await conn.fetch(
+        f"SELECT {_LISTING_COLUMNS} FROM listings WHERE id = ANY($1::uuid[]) AND status = 'published'", ids)
+    by_id = {row["id"]: dict(row) for row in rows}
+    return [by_id[i] for i in ids if i in by_id]

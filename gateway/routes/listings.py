@@ -49,13 +49,13 @@ class AvailabilityQuery(BaseModel):
     to: date
 
 
-async def _category_exists(request: web.Request, category_id: str) -> None:
+async def category_exists(request: web.Request, category_id: str) -> None:
     if not await platform(request).db.fetchval("SELECT 1 FROM categories WHERE id = $1", category_id):
         raise ApiError(422, "validation_failed", "Unknown category.",
                        errors=[{"path": "/category_id", "code": "unknown_category", "message": "No such category"}])
 
 
-async def _visible_listing(request: web.Request, listing_id: uuid.UUID) -> tuple[dict[str, Any], bool]:
+async def visible_listing(request: web.Request, listing_id: uuid.UUID) -> tuple[dict[str, Any], bool]:
     listing = await store.get_listing(platform(request).db, listing_id)
     if listing is None:
         raise not_found("listing")
@@ -102,7 +102,7 @@ async def create_listing(request: web.Request) -> web.Response:
     nulls = body.nulls_not_allowed()
     if nulls:
         raise _nulls(nulls)
-    await _category_exists(request, body.category_id)
+    await category_exists(request, body.category_id)
     listing_id = uuid.uuid4()
     await execute(request, KIND, listing_id, "create", body.as_payload())
     return await _respond_with_listing(request, listing_id, status=201)
@@ -116,7 +116,7 @@ def _nulls(names: list[str]) -> ApiError:
 
 @routes.get("/api/v1/listings/{listing_id}", access=PUBLIC_IDENTIFIED)
 async def get_listing(request: web.Request) -> web.Response:
-    listing, full = await _visible_listing(request, path_uuid(request, "listing_id"))
+    listing, full = await visible_listing(request, path_uuid(request, "listing_id"))
     return json_response(listing_view(listing, full=full))
 
 
@@ -128,7 +128,7 @@ async def patch_listing(request: web.Request) -> web.Response:
     if nulls:
         raise _nulls(nulls)
     if body.category_id is not None:
-        await _category_exists(request, body.category_id)
+        await category_exists(request, body.category_id)
     await execute(request, KIND, listing_id, "update", body.as_payload())
     return await _respond_with_listing(request, listing_id)
 
@@ -164,7 +164,7 @@ async def set_blocked_periods(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/listings/{listing_id}/availability", access=PUBLIC_IDENTIFIED)
 async def get_availability(request: web.Request) -> web.Response:
-    listing, _ = await _visible_listing(request, path_uuid(request, "listing_id"))
+    listing, _ = await visible_listing(request, path_uuid(request, "listing_id"))
     query = query_params(request, AvailabilityQuery)
     days = (query.to - query.from_).days + 1
     limit = _MAX_AVAILABILITY_DAYS[listing["rental_unit"]]

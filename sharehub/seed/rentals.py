@@ -11,24 +11,21 @@ open rentals (expiry, overdue, completion), so the running system carries on fro
 
 Demand model (what ML can learn from the histories)
 ---------------------------------------------------
-The rate at which a published listing receives booking requests is
-
-    popularity(category) x (price / median price of its category and rental unit) ** -1.5
-                         x sum over its bookable days of season(category, month) x weekday
-
-(the price ratio taken within 0.25..4). The bookable days run from the day after its
-publication (at most a year back) to 60 days ahead; a future day counts only with the share of
-its requests already made (lead times are exponential, 5 days on average for day rentals and 20
-hours for hourly ones). `weekday` favours Friday (1.6) and Saturday (1.4) starts for day
-rentals and weekends (1.5) for hourly ones; popularity and season per category are in
-catalog.DEMAND and catalog.SEASONS. Each request picks a listing with those weights, then its
-first day with the listing's day weights. So listings cheaper than their category's median,
-popular categories, the high season and weekends get more bookings, and so do listings published
-longer ago (more exposure). Lengths, quantities, lead times and outcomes (declines, expiries,
-cancellations, late returns, extensions) follow fixed distributions that do not depend on price.
+The rate at which a published listing receives booking requests on a day is the one in
+sharehub/seed/demand.py: popularity and elasticity per category, a city factor, the price over
+its category's median raised to minus the elasticity, season and weekday. Summed over its
+bookable days - from the day after its publication (at most a year back) to 60 days ahead, a
+future day counting only with the share of its requests already made (lead times are
+exponential, 5 days on average for day rentals and 20 hours for hourly ones) - that is the
+listing's share of the requests. Each request picks a listing with those weights, then its first
+day with the listing's day weights. So listings priced below their category's median (more so in
+elastic categories), popular categories and cities, the high season and weekends get more
+bookings, and so do listings published longer ago (more exposure). Lengths, quantities, lead
+times and outcomes (declines, expiries, cancellations, late returns, extensions) follow fixed
+distributions that do not depend on price.
 A request for units already taken is dropped and drawn again (the renter books elsewhere), so
-the busiest listings saturate. Renters are the seed's users, mostly from the listing's city, a
-few of them far more active than the rest.
+the busiest listings saturate. Renters are the seed's users, mostly from the listing's city and
+interested in its category (each has a few interests), a few of them far more active than the rest.
 
 With 100 rentals or more, the first five are placed so that one is in each open state now
 (requested, accepted, active, overdue, returned), which the draw alone gives rarely or not at all.
@@ -62,7 +59,7 @@ from actors.periods import UNIT_LENGTH, RentalPeriod, day_start, local_day, over
 from actors.quotes import PricingTerms, quote
 from actors.sharding import ShardMap, logical_shard
 from sharehub.progress import Progress
-from sharehub.seed import seeded_uuid
+from sharehub.seed import demand, seeded_uuid
 from sharehub.seed.catalog import DECLINE_REASONS, DEMAND, SEASONS
 from storage import listings as listing_store
 
@@ -70,9 +67,7 @@ _T = TypeVar("_T")
 
 HISTORY_DAYS = 365
 FUTURE_DAYS = 60
-PRICE_ELASTICITY = 1.5
 LEAD_MEAN = {"day": timedelta(days=5), "hour": timedelta(hours=20)}
-WEEKDAY = {"day": (1.0, 1.0, 1.0, 1.0, 1.6, 1.4, 1.0), "hour": (1.0, 1.0, 1.0, 1.0, 1.0, 1.5, 1.5)}
 
 
 class _Weighted(Generic[_T]):
@@ -99,6 +94,10 @@ EXTENSIONS = 0.05
 EXTENSIONS_ACCEPTED = 0.85
 OWNER_COMPLETES = 0.7  # the rest complete when the inspection window runs out
 SAME_CITY_RENTER = 0.85
+# Renters book what they are into: most requests come from someone interested in the category
+# (what makes "renters who booked this also booked that" - co-interest - a signal).
+INTERESTED_RENTER = 0.75
+INTERESTS = 3  # categories per renter, drawn by popularity
 MULTI_UNIT_REQUESTS = 0.2  # of requests on listings with several identical items
 # As gateway/routes/rentals.py allows: a renter's requests waiting for an answer.
 MAX_OPEN_REQUESTS = 10
@@ -223,19 +222,26 @@ class _Histories:
     # ------------------------------------------------------------------ who and where
 
     def _users(self, users: list[asyncpg.Record]) -> None:
-        # A few heavy renters, many occasional ones.
+        # A few heavy renters, many occasional ones; each after a few kinds of things.
         activity = [min(self.rng.paretovariate(2.0), 12.0) for _ in users]
-        by_city: dict[str, list[tuple[uuid.UUID, float]]] = defaultdict(list)
+        categories = list(DEMAND)
+        popularity = [DEMAND[c][0] for c in categories]
+        pools: dict[tuple[str | None, str | None], list[tuple[uuid.UUID, float]]] = defaultdict(list)
         for user, weight in zip(users, activity, strict=True):
-            by_city[user["city"]].append((user["id"], weight))
-        self.everyone = ([u["id"] for u in users], list(itertools.accumulate(activity)))
-        self.by_city = {city: ([u for u, _ in people], list(itertools.accumulate(w for _, w in people)))
-                        for city, people in by_city.items()}
+            interests = {self.rng.choices(categories, weights=popularity)[0] for _ in range(INTERESTS)}
+            for city in (None, user["city"]):
+                pools[(city, None)].append((user["id"], weight))
+                for category in interests:
+                    pools[(city, category)].append((user["id"], weight))
+        self.pools = {key: ([u for u, _ in people], list(itertools.accumulate(w for _, w in people)))
+                      for key, people in pools.items()}
 
     def _renter(self, listing: _Listing) -> uuid.UUID | None:
         for _ in range(5):
-            local = self.rng.random() < SAME_CITY_RENTER
-            ids, cum = self.by_city.get(listing.city, self.everyone) if local else self.everyone
+            city = listing.city if self.rng.random() < SAME_CITY_RENTER else None
+            category = listing.category_id if self.rng.random() < INTERESTED_RENTER else None
+            ids, cum = (self.pools.get((city, category)) or self.pools.get((city, None))
+                        or self.pools[(None, None)])
             renter: uuid.UUID = self.rng.choices(ids, cum_weights=cum)[0]
             if renter != listing.owner_id:
                 return renter
@@ -248,7 +254,7 @@ class _Histories:
             weights = []
             for index in range(self.days):
                 day = self.first_day + timedelta(days=index)
-                weight = SEASONS[season][day.month - 1] * WEEKDAY[unit][day.weekday()]
+                weight = SEASONS[season][day.month - 1] * demand.WEEKDAY[unit][day.weekday()]
                 ahead = (day_start(day) - self.now) / LEAD_MEAN[unit]
                 weights.append(weight * math.exp(-ahead) if ahead > 0 else weight)
             self._day_cums[key] = [0.0, *itertools.accumulate(weights)]
@@ -266,13 +272,11 @@ class _Histories:
             first = (local_day(listing.published_at) - self.first_day).days + 1
             if first >= self.days:
                 continue
-            popularity, season = DEMAND.get(listing.category_id, (1.0, "flat"))
-            cum = self._day_cum(listing.rental_unit, season)
+            cum = self._day_cum(listing.rental_unit, DEMAND.get(listing.category_id, (1.0, "flat"))[1])
             first = max(first, 0)
             relative = listing.price_per_unit / medians[(listing.category_id, listing.rental_unit)]
-            price_factor = min(max(relative, 0.25), 4.0) ** -PRICE_ELASTICITY
             self.candidates.append((listing, first))
-            weights.append(popularity * price_factor * (cum[-1] - cum[first]))
+            weights.append(demand.listing_weight(listing.category_id, listing.city, relative) * (cum[-1] - cum[first]))
         self.cum_weights = list(itertools.accumulate(weights))
 
     def _listing(self) -> tuple[_Listing, int]:

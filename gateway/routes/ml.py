@@ -1,0 +1,97 @@
+"""ml-core through the gateway: price suggestions for a listing (its owner asks) or a draft, and
+similar listings (anyone who can see the listing). The answers come from the Ray Serve `ml`
+application (ml/serving.py) through deployment handles, within a deadline (ml/client.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from gateway.bodies import path_uuid, query_params, read_body
+from gateway.context import platform, principal
+from gateway.listing_views import listing_view
+from gateway.ml_schemas import (
+    DraftPricingBody,
+    PriceSuggestionQuery,
+    SimilarQuery,
+    cache_key,
+    price_question,
+    rental_period,
+    suggestion_view,
+)
+from gateway.responses import json_response
+from gateway.routes.listings import category_exists, visible_listing
+from gateway.routing import AUTHENTICATED, PUBLIC_IDENTIFIED, RouteTable
+from ml.client import MLClient, ml_unavailable
+from sharehub.errors import ApiError
+from storage import listings as store
+
+routes = RouteTable()
+
+
+def _client(request: web.Request) -> MLClient:
+    client = platform(request).ml
+    if client is None:
+        raise ml_unavailable()
+    return client
+
+
+def _listing_facts(listing: dict[str, Any]) -> dict[str, Any]:
+    return {"category_id": listing["category_id"], "city": listing["city"], "rental_unit": listing["rental_unit"],
+            "price_per_unit": listing["price_per_unit"], "deposit": listing["deposit"],
+            "photos": len(listing["photos"]), "instant_book": listing["instant_book"],
+            "quantity": listing["quantity"]}
+
+
+async def _suggest(request: web.Request, question: dict[str, Any]) -> dict[str, Any]:
+    answer = await _client(request).call("Pricing", "suggest", question, cache_key=cache_key(question))
+    if "error" in answer:  # the replica refused the question: ours to have caught, so say so plainly
+        raise ApiError(422, "validation_failed", "The question cannot be priced.", errors=[
+            {"path": "", "code": str(answer["error"]), "message": str(answer.get("detail", ""))}])
+    return answer
+
+
+@routes.get("/api/v1/listings/{listing_id}/price-suggestion", access=AUTHENTICATED)
+async def listing_price_suggestion(request: web.Request) -> web.Response:
+    listing, _ = await visible_listing(request, path_uuid(request, "listing_id"))
+    caller = principal(request)
+    if caller.user_id != listing["owner_id"] and "admin" not in caller.roles:
+        raise ApiError(403, "not_listing_owner", "Only the listing's owner is advised on its price.")
+    query = query_params(request, PriceSuggestionQuery)
+    period = rental_period(listing["rental_unit"], query.from_, query.to)
+    answer = await _suggest(request, price_question(_listing_facts(listing), period, has_price=True))
+    return json_response({"listing_id": str(listing["id"]), **suggestion_view(answer, period, listing["rental_unit"])})
+
+
+@routes.post("/api/v1/pricing/suggest", access=AUTHENTICATED)
+async def draft_price_suggestion(request: web.Request) -> web.Response:
+    body = await read_body(request, DraftPricingBody)
+    await category_exists(request, body.category_id)
+    period = rental_period(body.rental_unit, body.start, body.end)
+    facts = {"category_id": body.category_id, "city": body.city, "rental_unit": body.rental_unit,
+             # Without the owner's own idea of a price there is nothing to compare with: the
+             # model prices at the comparable median and the answer has no `current`.
+             "price_per_unit": body.price_per_unit or 0, "deposit": body.deposit, "photos": body.photos,
+             "instant_book": body.instant_book, "quantity": body.quantity}
+    answer = await _suggest(request, price_question(facts, period, has_price=body.price_per_unit is not None))
+    return json_response(suggestion_view(answer, period, body.rental_unit))
+
+
+@routes.get("/api/v1/listings/{listing_id}/similar", access=PUBLIC_IDENTIFIED)
+async def similar_listings(request: web.Request) -> web.Response:
+    listing, _ = await visible_listing(request, path_uuid(request, "listing_id"))
+    query = query_params(request, SimilarQuery)
+    listing_id = str(listing["id"])
+    answer = await _client(request).call("Recommender", "similar", (listing_id, query.limit),
+                                         cache_key=f"{listing_id}|{query.limit}")
+    if answer.get("error") == "unknown_listing":  # published since the catalogue was last loaded
+        answer = {"items": [], "model_version": None}
+    scores = {uuid.UUID(item["id"]): item["score"] for item in answer["items"]}
+    rows = await store.published_by_ids(platform(request).db, list(scores))
+    return json_response({
+        "items": [{**listing_view(row, full=False), "similarity": scores[row["id"]]} for row in rows],
+        "model_version": answer["model_version"],
+        "stale": bool(answer.get("stale", False)),
+    })
