@@ -11,7 +11,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +122,68 @@ async def client(platform: Platform) -> AsyncIterator[TestClient[Any, Any]]:
     async with TestClient(TestServer(build_app(platform))) as test_client:
         yield test_client
 
+
+
+# ---------------------------------------------------------------------- ml-core
+# The ML tests get a market of their own: a database on the session's server seeded with a
+# known demand model (sharehub/seed/demand.py), so what they measure is that market and not the
+# other tests' listings. Training once and one Serve app serve every ML test.
+
+ML_SEED = 6161
+ML_MARKET = {"users": 200, "listings": 2000, "rentals": 8000}
+
+
+@dataclass(frozen=True)
+class MlWorld:
+    settings: Settings  # the session's settings with the ML market's database
+    reports: list[Any]  # ml.training.TrainingReport of the first training
+
+
+@pytest.fixture(scope="session")
+async def ml_world(migrated: Settings, tmp_root: Path) -> MlWorld:
+    from ml.artifacts import ModelStore
+    from ml.reporting import ConsoleReporter
+    from ml.training import train_models
+    from sharehub.seed.generate import seed_database
+    from storage.db import create_pool
+
+    assert migrated.database_url
+    name = f"sharehub_ml_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(migrated.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = migrated.database_url.rpartition("/")
+    world = replace(migrated, database_url=f"{base}/{name}", model_dir=tmp_root / "models")
+    assert world.database_url
+    await migrate(world.database_url, world.migrations_dir)
+    pool = await create_pool(world.database_url, min_size=1, max_size=4)
+    try:
+        await seed_database(pool, seed=ML_SEED, **ML_MARKET)
+        reports = await train_models(pool, ModelStore(world.model_dir), ConsoleReporter())
+    finally:
+        await pool.close()
+    return MlWorld(settings=world, reports=reports)
+
+
+@pytest.fixture(scope="session")
+def ml_serving(ml_world: MlWorld) -> str:
+    """The Ray Serve `ml` app on the session's Ray, over the ML market; yields its HTTP base URL."""
+    import time
+
+    from ray import serve
+
+    from ml.serving import APP_NAME, deploy
+    from sharehub.devstack.processes import free_port
+
+    settings = ml_world.settings
+    assert settings.database_url
+    port = free_port()
+    deploy(settings.database_url, str(settings.model_dir), http_port=port, reload_secs=0.5)
+    deadline = time.monotonic() + 180
+    while (status := serve.status().applications.get(APP_NAME)) is None or status.status != "RUNNING":
+        assert status is None or status.status != "DEPLOY_FAILED", status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    return f"http://127.0.0.1:{port}"
