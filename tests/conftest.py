@@ -130,7 +130,7 @@ async def client(platform: Platform) -> AsyncIterator[TestClient[Any, Any]]:
 # other tests' listings. Training once and one Serve app serve every ML test.
 
 ML_SEED = 6161
-ML_MARKET = {"users": 200, "listings": 2000, "rentals": 8000}
+ML_USERS, ML_LISTINGS, ML_RENTALS = 200, 2000, 8000
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ async def ml_world(migrated: Settings, tmp_root: Path) -> MlWorld:
     await migrate(world.database_url, world.migrations_dir)
     pool = await create_pool(world.database_url, min_size=1, max_size=4)
     try:
-        await seed_database(pool, seed=ML_SEED, **ML_MARKET)
+        await seed_database(pool, seed=ML_SEED, users=ML_USERS, listings=ML_LISTINGS, rentals=ML_RENTALS)
         reports = await train_models(pool, ModelStore(world.model_dir), ConsoleReporter())
     finally:
         await pool.close()

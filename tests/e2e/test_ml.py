@@ -71,7 +71,7 @@ async def test_similar_answers_over_serve_http_and_through_a_handle(ml_serving: 
         listing_id = str(await world.db.fetchval(
             "SELECT id FROM listings WHERE status = 'published' AND category_id = 'tents' ORDER BY id LIMIT 1"))
         over_http = await asyncio.to_thread(requests.get, f"{ml_serving}/ml/similar",
-                                            params={"listing_id": listing_id, "limit": 5}, timeout=30)
+                                            params={"listing_id": listing_id, "limit": "5"}, timeout=30)
         assert over_http.status_code == 200, over_http.text
         items = over_http.json()["items"]
         assert len(items) == 5 and listing_id not in {item["id"] for item in items}
@@ -177,8 +177,8 @@ async def test_only_the_owner_may_ask_and_the_period_must_make_sense(ml_client: 
     refused = await client.get(url, params=_days(7, 3), headers=stranger.auth)
     assert refused.status == 403 and (await refused.json())["code"] == "not_listing_owner"
     assert (await client.get(url, params=_days(7, 3))).status == 401
-    for params in (_days(-3, 2), _days(5, 200), {"from": "2027-06-10T10:00:00+03:00", "to": "2027-06-10T12:00:00+03:00"},
-                   {"from": "2027-06-12", "to": "2027-06-10"}):
+    hours = {"from": "2027-06-10T10:00:00+03:00", "to": "2027-06-10T12:00:00+03:00"}  # a day listing's period is days
+    for params in (_days(-3, 2), _days(5, 200), hours, {"from": "2027-06-12", "to": "2027-06-10"}):
         bad = await client.get(url, params=params, headers=owner.auth)
         assert bad.status == 422 and (await bad.json())["code"] == "invalid_period", params
     missing = await client.get(url, params={"from": "2027-06-10"}, headers=owner.auth)
