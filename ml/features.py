@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
+import numpy as np
+
 from actors.periods import LISTING_TIME_ZONE
 from ml.holidays_ru import days_to_next_holiday, is_day_off, is_holiday
 
@@ -112,16 +114,25 @@ def price_ratio(price: float, median: float | None) -> float:
     return min(high, max(low, price / median))
 
 
+def price_feature_columns(listing: ListingFacts, comparables: Comparables, prices: np.ndarray
+                          ) -> dict[str, np.ndarray]:
+    """The features that move with the price, for many prices of one listing at once (the
+    suggestion's grid): the same arithmetic as `price_features`, column by column."""
+    median = comparables.median(listing)
+    if median is None or median <= 0:
+        ratio, log_median = np.ones_like(prices), np.log1p(prices)
+    else:
+        ratio, log_median = np.clip(prices / median, *PRICE_RATIO_BOUNDS), np.full_like(prices, math.log1p(median))
+    deposit = np.divide(float(listing.deposit), prices, out=np.zeros_like(prices), where=prices > 0)
+    return {"price_ratio": ratio, "log_median_price": log_median, "deposit_ratio": deposit}
+
+
 def price_features(listing: ListingFacts, comparables: Comparables, price: float | None = None
                    ) -> dict[str, float]:
     """The features that move with the asked price (its own price by default)."""
-    median = comparables.median(listing)
     asked = float(listing.price_per_unit if price is None else price)
-    return {
-        "price_ratio": price_ratio(asked, median),
-        "log_median_price": math.log1p(median or asked),
-        "deposit_ratio": listing.deposit / asked if asked > 0 else 0.0,
-    }
+    columns = price_feature_columns(listing, comparables, np.array([asked]))
+    return {name: float(values[0]) for name, values in columns.items()}
 
 
 def listing_features(listing: ListingFacts, comparables: Comparables, *, price: float | None = None

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import numpy as np
 
-from ml.features import Comparables, ListingFacts, features, price_features
+from ml.features import Comparables, ListingFacts, features, price_feature_columns
 from ml.rental_probability import RentalProbabilityModel
 
 BAND = (0.5, 2.0)  # candidates, as multiples of the comparable median
@@ -54,22 +54,26 @@ def suggest_prices(model: RentalProbabilityModel, comparables: Comparables, ques
     """Every question's candidates (and the owner's price, scored for comparison, never
     suggested) in one model call."""
     grids = [[*candidates(q.listing, comparables), q.listing.price_per_unit] for q in questions]
-    rows = []
+    blocks, units = [], []
     for question, grid in zip(questions, grids, strict=True):
-        # Only the price's own features change along the grid: the rest is computed once.
+        # Only the price's own columns change along the grid: the rest is computed once.
         base = features(question.listing, comparables, question.start, question.end, asked_at=question.asked_at)
-        rows += [{**base, **price_features(question.listing, comparables, price)} for price in grid]
-    probabilities = model.predict(rows)
+        units.append(float(base["length_units"]))
+        block = np.repeat(model.matrix([base]), len(grid), axis=0)
+        prices = np.asarray(grid, dtype=np.float64)
+        for name, values in price_feature_columns(question.listing, comparables, prices).items():
+            block[:, model.column(name)] = values
+        blocks.append(block)
+    probabilities = model.predict_matrix(np.vstack(blocks))
     out, offset = [], 0
-    for grid in grids:
+    for grid, length in zip(grids, units, strict=True):
         p = probabilities[offset:offset + len(grid)]
-        units = float(rows[offset]["length_units"])
         offset += len(grid)
-        revenue = np.asarray(grid, dtype=np.float64) * units * p
+        revenue = np.asarray(grid, dtype=np.float64) * length * p
         best = int(np.argmax(revenue[:-1]))  # the first maximum: the lowest price among equals
         out.append(PriceSuggestion(price=grid[best], probability=float(p[best]), expected_revenue=float(revenue[best]),
                                    own_price_probability=float(p[-1]), own_price_revenue=float(revenue[-1]),
-                                   units=units))
+                                   units=length))
     return out
 
 

@@ -32,8 +32,10 @@ _UNKNOWN = -1
 PARAMS: dict[str, Any] = {
     "objective": "binary",
     "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 50,
+    # Small trees, many rounds: bookings are rare per listing-day, and on the seeded market's
+    # time holdout 7 leaves of at least 200 rows beat 31 of 50 (AUC 0.635 vs 0.632, lower log-loss).
+    "num_leaves": 7,
+    "min_data_in_leaf": 200,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
@@ -90,6 +92,15 @@ class RentalProbabilityModel:
             for j, name in enumerate(NUMERIC, start=len(CATEGORICAL)):
                 out[i, j] = float(row[name])
         return out
+
+    @staticmethod
+    def column(name: str) -> int:
+        return FEATURES.index(name)
+
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for rows already in `matrix` form (the price grid fills its columns)."""
+        result: np.ndarray = np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
+        return result
 
     def predict(self, rows: Sequence[Row]) -> np.ndarray:
         if not rows:

@@ -44,7 +44,7 @@ from storage import ml_models
 KINDS = ("pricing", "similar")
 HOLDOUT_SHARE = 0.2
 VALIDATION_SHARE = 0.15  # of the training part, for early stopping and the weights' choice
-ROUNDS = 400
+ROUNDS = 600  # an upper bound: early stopping on the validation days ends it (~100)
 MAX_CALIBRATION_ERROR = 0.05
 MIN_POSITIVES = 50  # fewer booked listing-days than this is not a market to learn from
 RECALL_K = 10
