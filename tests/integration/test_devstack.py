@@ -100,7 +100,8 @@ async def test_the_pgserver_wheel_engine_has_the_extensions_we_need(
 def _start_run(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "NATS_URL", "REDIS_URL", "RAY_ADDRESS"}}
-    env.update({"SHAREHUB_DATA_DIR": str(data_dir), "SHAREHUB_HTTP_PORT": str(port)})
+    env.update({"SHAREHUB_DATA_DIR": str(data_dir), "SHAREHUB_HTTP_PORT": str(port),
+                "SHAREHUB_SERVE_HTTP_PORT": str(free_port())})
     return subprocess.Popen([sys.executable, "-m", "sharehub", "run"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -118,6 +119,21 @@ def _wait_ready(proc: subprocess.Popen[bytes], base: str) -> None:
     raise TimeoutError("sharehub run did not become ready")
 
 
+def _wait_for_first_models(base: str) -> None:
+    """With no model yet, `sharehub run` trains in the background and the Serve replicas pick the
+    promoted models up: similar listings start answering without a restart."""
+    found = requests.get(f"{base}/api/v1/search", params={"q": "палатка"}, timeout=10)
+    assert found.status_code == 200, found.text
+    listing_id = found.json()["items"][0]["id"]
+    deadline = time.monotonic() + 240
+    while True:
+        similar = requests.get(f"{base}/api/v1/listings/{listing_id}/similar", timeout=10)
+        if similar.status_code == 200 and similar.json()["items"]:
+            return
+        assert similar.status_code == 503 and time.monotonic() < deadline, similar.text
+        time.sleep(1)
+
+
 def test_sharehub_run_restarts_with_its_data_and_leaves_no_orphans(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
     base = f"http://127.0.0.1:{port}"
@@ -132,6 +148,7 @@ def test_sharehub_run_restarts_with_its_data_and_leaves_no_orphans(tmp_path: Pat
     created = requests.post(f"{base}/api/v1/auth/register", timeout=10, json={
         "email": "survivor@example.ru", "password": "Лето в Сочи 2026!", "display_name": "Тест"})
     assert created.status_code == 201
+    _wait_for_first_models(base)
     tree = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=90)[0].decode()
