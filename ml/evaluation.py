@@ -114,7 +114,8 @@ def popularity_neighbours(training: Sequence[tuple[str, str]]) -> Callable[[str,
 def listing_content(listing: MarketListing) -> ListingContent:
     return ListingContent(id=str(listing.id), title=listing.title, description=listing.description,
                           category_id=listing.facts.category_id, parent_category_id=listing.parent_category_id,
-                          price_per_unit=listing.facts.price_per_unit, lat=listing.lat, lon=listing.lon)
+                          price_per_unit=listing.facts.price_per_unit, lat=listing.lat, lon=listing.lon,
+                          rental_unit=listing.facts.rental_unit)
 
 
 def booked_history(market: Market) -> list[tuple[datetime, str, str]]:

@@ -1,7 +1,8 @@
 """Price suggestion: the price that maximises expected revenue, price x P(booked | price), for a
 listing (or a draft) and a period.
 
-Candidates are a log-spaced grid around the comparable median (half to twice it: a suggestion
+Candidates are a log-spaced grid around the comparable median, or a better-informed centre when
+the question brings one (half to twice it: a suggestion
 outside that band would be a guess the data cannot support), rounded to whole 10 roubles; the
 model scores them, and the owner's own price for comparison, in one call - one call for a whole
 batch of questions, which is what makes a serving replica's micro-batches pay. Because P never
@@ -31,6 +32,9 @@ class PriceQuestion:
     end: datetime
     asked_at: datetime
     has_price: bool = True  # False for a draft: its price_per_unit is only a placeholder
+    # Where the candidates centre, when something knows better than the category median (a
+    # draft's text-nearest listings); None: the comparable median.
+    centre: float | None = None
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,8 @@ class PriceSuggestion:
     units: float
 
 
-def candidates(listing: ListingFacts, comparables: Comparables) -> list[int]:
-    centre = comparables.median(listing) or float(listing.price_per_unit)
+def candidates(listing: ListingFacts, comparables: Comparables, centre: float | None = None) -> list[int]:
+    centre = centre or comparables.median(listing) or float(listing.price_per_unit)
     grid = centre * np.exp(np.linspace(np.log(BAND[0]), np.log(BAND[1]), GRID_POINTS))
     return sorted({max(ROUND_TO, round(p / ROUND_TO) * ROUND_TO) for p in grid.tolist()})
 
@@ -53,7 +57,7 @@ def suggest_prices(model: RentalProbabilityModel, comparables: Comparables, ques
                    ) -> list[PriceSuggestion]:
     """Every question's candidates (and the owner's price, scored for comparison, never
     suggested) in one model call."""
-    grids = [[*candidates(q.listing, comparables), q.listing.price_per_unit] for q in questions]
+    grids = [[*candidates(q.listing, comparables, q.centre), q.listing.price_per_unit] for q in questions]
     blocks, units = [], []
     for question, grid in zip(questions, grids, strict=True):
         # Only the price's own columns change along the grid: the rest is computed once.

@@ -105,7 +105,8 @@ def price_question(payload: dict[str, Any]) -> PriceQuestion:
     return PriceQuestion(listing=_facts(payload["listing"]), start=datetime.fromisoformat(payload["start"]),
                          end=datetime.fromisoformat(payload["end"]),
                          asked_at=datetime.fromisoformat(payload["asked_at"]),
-                         has_price=bool(payload.get("has_price", True)))
+                         has_price=bool(payload.get("has_price", True)),
+                         centre=float(payload["centre"]) if payload.get("centre") else None)
 
 
 class Pricing:
@@ -216,6 +217,17 @@ class Recommender:
             items = [{"id": other, "score": round(score, 4)} for other, score in index.similar(listing_id, limit)]
             answers.append({"items": items, "model_version": self.promoted.version})
         return answers
+
+    async def comparables(self, query: tuple[str, str, str, int]) -> dict[str, Any]:
+        """(text, category, rental unit, k): the published listings nearest to a draft's text."""
+        text, category_id, rental_unit, k = query
+        index = await self._fresh_index(False)
+        if index is None:
+            return {"error": "no_model"}
+        return {"items": [{"id": listing.id, "title": listing.title, "price_per_unit": listing.price_per_unit,
+                           "similarity": round(score, 4)}
+                          for listing, score in index.like_text(text, category_id, rental_unit, k) if score > 0],
+                "model_version": self.promoted.version}
 
 
 class MLHttp:

@@ -47,22 +47,25 @@ class ListingContent:
     price_per_unit: int
     lat: float
     lon: float
+    rental_unit: str = "day"
 
 
 class SimilarListings:
     def __init__(self, listings: Sequence[ListingContent], bookings: Iterable[tuple[str, str]] = (),
-                 weights: SimilarWeights | None = None, *, text: sparse.csr_matrix | None = None) -> None:
+                 weights: SimilarWeights | None = None, *, text: TextSpace | None = None) -> None:
         """`bookings`: (renter id, listing id) pairs from the rental history; `text`: the TF-IDF
         rows of these same listings, when another index already analysed them (training tries
         many weights on one catalogue)."""
         self.weights = weights or SimilarWeights()
         self.listings = list(listings)
         self.position = {listing.id: i for i, listing in enumerate(self.listings)}
-        self._text = text if text is not None else _tfidf(
+        self.text = text if text is not None else TextSpace.of(
             [terms(f"{listing.title} {listing.description}") for listing in self.listings])
+        self._text = self.text.matrix
         self._category = np.array([listing.category_id for listing in self.listings], dtype=object)
         self._parent = np.array([listing.parent_category_id or listing.category_id for listing in self.listings],
                                 dtype=object)
+        self._unit = np.array([listing.rental_unit for listing in self.listings], dtype=object)
         self._log_price = np.log(np.array([max(1, listing.price_per_unit) for listing in self.listings], dtype=float))
         self._lat = np.array([listing.lat for listing in self.listings], dtype=float)
         self._lon = np.array([listing.lon for listing in self.listings], dtype=float)
@@ -70,7 +73,7 @@ class SimilarListings:
 
     def with_history(self, bookings: Iterable[tuple[str, str]], weights: SimilarWeights) -> SimilarListings:
         """The same catalogue with other bookings and weights, without analysing the text again."""
-        return SimilarListings(self.listings, bookings, weights, text=self._text)
+        return SimilarListings(self.listings, bookings, weights, text=self.text)
 
     def scores(self, listing_id: str) -> np.ndarray:
         """Similarity of every listing to this one (itself included; the caller leaves it out)."""
@@ -102,26 +105,55 @@ class SimilarListings:
         top = np.argsort(-score, kind="stable")[:k]
         return [(self.listings[j].id, float(score[j])) for j in top.tolist() if np.isfinite(score[j])]
 
+    def like_text(self, text: str, category_id: str, rental_unit: str, k: int) -> list[tuple[ListingContent, float]]:
+        """The k listings of the category (and rental unit) whose text is nearest to `text` - a
+        draft's comparables, found by what it is ("Sony A7 III" among cameras), not only where."""
+        if not self.listings:
+            return []
+        words = terms(text)
+        score = np.asarray((self._text @ self.text.vector(words).T).todense()).ravel()
+        score[(self._category != category_id) | (self._unit != rental_unit)] = -np.inf
+        top = np.argsort(-score, kind="stable")[:k]
+        return [(self.listings[j], float(score[j])) for j in top.tolist() if np.isfinite(score[j])]
 
-def _tfidf(documents: list[list[str]]) -> sparse.csr_matrix:
-    vocabulary: dict[str, int] = {}
-    frequency: Counter[int] = Counter()
-    rows, cols, values = [], [], []
-    for r, words in enumerate(documents):
-        counts = Counter(vocabulary.setdefault(word, len(vocabulary)) for word in words)
-        frequency.update(counts.keys())
-        for col, count in counts.items():
-            rows.append(r)
-            cols.append(col)
-            values.append(1.0 + math.log(count))
-    n = max(1, len(documents))
-    idf = np.array([math.log((1 + n) / (1 + frequency[col])) + 1.0 for col in range(len(vocabulary))])
-    matrix = sparse.csr_matrix((values, (rows, cols)), shape=(len(documents), max(1, len(vocabulary))))
-    if vocabulary:
-        matrix = matrix.multiply(idf).tocsr()
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sparse.diags(1.0 / norms) @ matrix
+
+@dataclass(frozen=True)
+class TextSpace:
+    """TF-IDF rows of the catalogue (L2-normalised), with the vocabulary and IDF they were built
+    with, so a text that is not in the catalogue (a draft's title) lands in the same space."""
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+    matrix: sparse.csr_matrix
+
+    @classmethod
+    def of(cls, documents: list[list[str]]) -> TextSpace:
+        vocabulary: dict[str, int] = {}
+        frequency: Counter[int] = Counter()
+        for words in documents:
+            frequency.update({vocabulary.setdefault(word, len(vocabulary)) for word in words})
+        n = max(1, len(documents))
+        idf = np.array([math.log((1 + n) / (1 + frequency[col])) + 1.0 for col in range(len(vocabulary))])
+        space = cls(vocabulary, idf, sparse.csr_matrix((0, 0)))
+        rows = [space._weights(words) for words in documents]
+        indptr = np.cumsum([0, *(len(cols) for cols, _ in rows)])
+        matrix = sparse.csr_matrix(
+            (np.concatenate([v for _, v in rows]) if rows else np.zeros(0),
+             np.concatenate([c for c, _ in rows]).astype(np.int64) if rows else np.zeros(0, dtype=np.int64), indptr),
+            shape=(len(documents), max(1, len(vocabulary))))
+        return cls(vocabulary, idf, matrix)
+
+    def _weights(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(columns, weights) of one document: (1 + log tf) x idf over its known words, unit length."""
+        counts = Counter(self.vocabulary[word] for word in words if word in self.vocabulary)
+        cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        values = np.array([(1.0 + math.log(count)) * self.idf[col] for col, count in counts.items()])
+        norm = float(np.sqrt(values @ values)) if len(values) else 0.0
+        return cols, values / norm if norm else values
+
+    def vector(self, words: list[str]) -> sparse.csr_matrix:
+        cols, values = self._weights(words)
+        return sparse.csr_matrix((values, (np.zeros(len(cols), dtype=np.int64), cols)),
+                                 shape=(1, self.matrix.shape[1]))
 
 
 def _co_interest(bookings: Iterable[tuple[str, str]], position: Mapping[str, int], n: int) -> sparse.csr_matrix:

@@ -4,6 +4,7 @@ application (ml/serving.py) through deployment handles, within a deadline (ml/cl
 
 from __future__ import annotations
 
+import statistics
 import uuid
 from typing import Any
 
@@ -29,6 +30,8 @@ from sharehub.errors import ApiError
 from storage import listings as store
 
 routes = RouteTable()
+# A draft's price centres on its text-nearest listings when there are at least this many.
+TEXT_COMPARABLES, MIN_TEXT_COMPARABLES = 8, 3
 
 
 def _client(request: web.Request) -> MLClient:
@@ -70,13 +73,32 @@ async def draft_price_suggestion(request: web.Request) -> web.Response:
     body = await read_body(request, DraftPricingBody)
     await category_exists(request, body.category_id)
     period = rental_period(body.rental_unit, body.start, body.end)
+    nearest = await _draft_comparables(request, body)
     facts = {"category_id": body.category_id, "city": body.city, "rental_unit": body.rental_unit,
              # Without the owner's own idea of a price there is nothing to compare with: the
-             # model prices at the comparable median and the answer has no `current`.
+             # model prices around the comparables and the answer has no `current`.
              "price_per_unit": body.price_per_unit or 0, "deposit": body.deposit, "photos": body.photos,
              "instant_book": body.instant_book, "quantity": body.quantity}
-    answer = await _suggest(request, price_question(facts, period, has_price=body.price_per_unit is not None))
-    return json_response(suggestion_view(answer, period, body.rental_unit))
+    question = price_question(facts, period, has_price=body.price_per_unit is not None)
+    if len(nearest) >= MIN_TEXT_COMPARABLES:
+        # What the draft is, by its title, says more about its price than its category does.
+        question["centre"] = statistics.median(item["price_per_unit"] for item in nearest)
+    answer = await _suggest(request, question)
+    return json_response({**suggestion_view(answer, period, body.rental_unit), "similar_listings": nearest})
+
+
+async def _draft_comparables(request: web.Request, body: DraftPricingBody) -> list[dict[str, Any]]:
+    """The published listings nearest to the draft by its title (and its attributes' values);
+    none when the recommender cannot say - the price is then centred on the category median."""
+    text = " ".join([body.title, *(str(value) for value in body.attributes.values())])
+    try:
+        answer = await _client(request).call("Recommender", "comparables",
+                                             (text, body.category_id, body.rental_unit, TEXT_COMPARABLES),
+                                             cache_key=f"{text}|{body.category_id}|{body.rental_unit}")
+    except ApiError:
+        return []
+    items: list[dict[str, Any]] = answer.get("items", [])
+    return items
 
 
 @routes.get("/api/v1/listings/{listing_id}/similar", access=PUBLIC_IDENTIFIED)

@@ -194,6 +194,9 @@ async def test_a_draft_is_priced_before_it_exists(ml_client: Any) -> None:
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body["current"] is None and body["suggested_price"] > 0 and body["comparable_median"] > 0
+    nearest = body["similar_listings"]
+    assert len(nearest) >= 3 and all("алатк" in item["title"] for item in nearest[:3]), nearest
+    assert all(item["price_per_unit"] > 0 and item["similarity"] > 0 for item in nearest)
     with_price = await client.post("/api/v1/pricing/suggest", json={**draft, "price_per_unit": 150_000},
                                    headers=user.auth)
     assert (await with_price.json())["current"]["price"] == 150_000

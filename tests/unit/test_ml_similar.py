@@ -102,3 +102,13 @@ def test_only_available_listings_are_offered(market: Market) -> None:
     available = {listing.id for listing in listings} - unavailable
     offered = {lid for lid, _ in model.similar(query.id, 10, available=available)}
     assert not offered & unavailable and copies - unavailable <= offered
+
+
+def test_a_drafts_text_finds_its_kind_within_the_category_and_unit(market: Market) -> None:
+    listings, _, _ = market
+    model = SimilarListings(listings)
+    query = listings[0]
+    found = model.like_text(query.title, query.category_id, "day", 5)
+    assert found and found[0][0].title == query.title
+    assert all(listing.category_id == query.category_id for listing, _ in found)
+    assert model.like_text(query.title, query.category_id, "hour", 5) == []  # no hourly listings here
