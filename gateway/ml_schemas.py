@@ -7,12 +7,12 @@ at most MAX_PERIOD_UNITS units long."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from actors.periods import PeriodError, RentalPeriod, now_utc
+from actors.periods import PeriodError, RentalPeriod, local_day, now_utc
 from gateway.bodies import Body
 from sharehub.errors import ApiError
 
@@ -28,8 +28,26 @@ class PriceSuggestionQuery(BaseModel):
 
 
 class SimilarQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`from`/`to` (days, both included): only listings with a unit free for all of them."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     limit: Annotated[int, Field(ge=1, le=50)] = 10
+    from_: date | None = Field(default=None, alias="from")
+    to: date | None = None
+
+    def free_days(self) -> RentalPeriod | None:
+        if self.from_ is None and self.to is None:
+            return None
+        if self.from_ is None or self.to is None:
+            raise ApiError(422, "invalid_period", "Give both `from` and `to`, or neither.")
+        if self.from_ < local_day(now_utc()):
+            raise ApiError(422, "invalid_period", "The days must not be in the past.")
+        try:
+            period = RentalPeriod.for_days(self.from_, self.to)
+        except (PeriodError, OverflowError) as exc:
+            raise ApiError(422, "invalid_period", str(exc) or "These dates are out of range.") from None
+        if period.units > MAX_PERIOD_UNITS["day"]:
+            raise ApiError(422, "invalid_period", f"Ask about at most {MAX_PERIOD_UNITS['day']} days at a time.")
+        return period
 
 
 class DraftPricingBody(Body):

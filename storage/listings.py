@@ -4,6 +4,7 @@ entity in actors/listing.py, which owns the row)."""
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -120,3 +121,19 @@ async def published_by_ids(conn: asyncpg.Connection | asyncpg.Pool, ids: list[uu
         f"SELECT {_LISTING_COLUMNS} FROM listings WHERE id = ANY($1::uuid[]) AND status = 'published'", ids)
     by_id = {row["id"]: dict(row) for row in rows}
     return [by_id[i] for i in ids if i in by_id]
+
+
+async def free_between(conn: asyncpg.Connection | asyncpg.Pool, ids: list[uuid.UUID], start: datetime,
+                       end: datetime, *, first_day: date, last_day: date) -> set[uuid.UUID]:
+    """Those of these listings with a unit free for the whole of [start, end) and none of its
+    days (`first_day`..`last_day`, listing time) blocked by the owner. A unit is free when none
+    of its bookings overlaps, so a listing has one unless every unit has an overlapping booking."""
+    rows = await conn.fetch(
+        """SELECT l.id FROM listings l
+           WHERE l.id = ANY($1::uuid[])
+             AND (SELECT count(DISTINCT b.unit_no) FROM bookings b
+                  WHERE b.listing_id = l.id AND b.period && tstzrange($2, $3)) < l.quantity
+             AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(l.blocked_periods) p
+                             WHERE (p->>'start')::date <= $5 AND (p->>'end')::date >= $4)""",
+        ids, start, end, first_day, last_day)
+    return {row["id"] for row in rows}

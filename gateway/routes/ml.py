@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import statistics
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from actors.periods import local_day
 from gateway.bodies import path_uuid, query_params, read_body
 from gateway.context import platform, principal
 from gateway.listing_views import listing_view
@@ -32,6 +34,7 @@ from storage import listings as store
 routes = RouteTable()
 # A draft's price centres on its text-nearest listings when there are at least this many.
 TEXT_COMPARABLES, MIN_TEXT_COMPARABLES = 8, 3
+MAX_CANDIDATES = 200
 
 
 def _client(request: web.Request) -> MLClient:
@@ -105,15 +108,24 @@ async def _draft_comparables(request: web.Request, body: DraftPricingBody) -> li
 async def similar_listings(request: web.Request) -> web.Response:
     listing, _ = await visible_listing(request, path_uuid(request, "listing_id"))
     query = query_params(request, SimilarQuery)
+    days = query.free_days()
     listing_id = str(listing["id"])
-    answer = await _client(request).call("Recommender", "similar", (listing_id, query.limit),
-                                         cache_key=f"{listing_id}|{query.limit}")
+    # With dates, more neighbours are asked for than shown: the booked-out ones are dropped.
+    wanted = query.limit if days is None else min(MAX_CANDIDATES, query.limit * 4)
+    answer = await _client(request).call("Recommender", "similar", (listing_id, wanted),
+                                         cache_key=f"{listing_id}|{wanted}")
     if answer.get("error") == "unknown_listing":  # published since the catalogue was last loaded
         answer = {"items": [], "model_version": None}
     scores = {uuid.UUID(item["id"]): item["score"] for item in answer["items"]}
-    rows = await store.published_by_ids(platform(request).db, list(scores))
+    db = platform(request).db
+    rows = await store.published_by_ids(db, list(scores))
+    if days is not None:
+        free = await store.free_between(db, [row["id"] for row in rows], days.start, days.end,
+                                        first_day=local_day(days.start),
+                                        last_day=local_day(days.end) - timedelta(days=1))
+        rows = [row for row in rows if row["id"] in free]
     return json_response({
-        "items": [{**listing_view(row, full=False), "similarity": scores[row["id"]]} for row in rows],
+        "items": [{**listing_view(row, full=False), "similarity": scores[row["id"]]} for row in rows[:query.limit]],
         "model_version": answer["model_version"],
         "stale": bool(answer.get("stale", False)),
     })

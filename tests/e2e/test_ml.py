@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from ml.serving import APP_NAME
 from sharehub.errors import ApiError
 from sharehub.platform import Platform, open_platform
 from sharehub.seed.generate import SEED_PASSWORD
+from storage import listings as store
 from storage import ml_models
 from tests.conftest import MlWorld
 from tests.helpers import LoggedIn, login, make_user_with_roles, register_and_login
@@ -219,3 +221,40 @@ async def test_similar_listings_are_published_ones_for_anyone(ml_client: Any) ->
     assert (await client.get(f"/api/v1/listings/{listing['id']}/similar", params={"limit": 0})).status == 422
     nobody = "00000000-0000-4000-8000-000000000000"
     assert (await client.get(f"/api/v1/listings/{nobody}/similar")).status == 404
+
+
+async def test_with_dates_only_listings_free_for_them_are_offered(ml_client: Any) -> None:
+    client, world = ml_client
+    _, listing = await _seeded_owner(client, world)
+    url = f"/api/v1/listings/{listing['id']}/similar"
+    days = _days(20, 3)
+    offered = (await (await client.get(url, params={"limit": 5, **days})).json())["items"]
+    assert len(offered) == 5
+    blocked = offered[0]["id"]
+    await world.db.execute("UPDATE listings SET blocked_periods = $2 WHERE id = $1", uuid.UUID(blocked),
+                           [{"start": days["from"], "end": days["from"]}])
+    try:
+        again = (await (await client.get(url, params={"limit": 5, **days})).json())["items"]
+        assert blocked not in {item["id"] for item in again} and len(again) == 5
+        later = (await (await client.get(url, params={"limit": 5, **_days(40, 3)})).json())["items"]
+        assert blocked in {item["id"] for item in later}
+    finally:
+        await world.db.execute("UPDATE listings SET blocked_periods = '[]' WHERE id = $1", uuid.UUID(blocked))
+    for params in ({"from": days["from"]}, _days(-2, 3), _days(3, 120)):
+        bad = await client.get(url, params=params)
+        assert bad.status == 422 and (await bad.json())["code"] == "invalid_period", params
+
+
+async def test_a_listing_whose_every_unit_is_booked_is_not_free(ml_client: Any) -> None:
+    _, world = ml_client
+    row = await world.db.fetchrow(
+        """SELECT b.listing_id, lower(b.period) AS start, upper(b.period) AS until FROM bookings b
+           JOIN listings l ON l.id = b.listing_id WHERE l.quantity = 1 AND lower(b.period) > now() LIMIT 1""")
+    assert row is not None
+    first = local_day(row["start"])
+    inside = await store.free_between(world.db, [row["listing_id"]], row["start"], row["until"],
+                                      first_day=first, last_day=first)
+    before = await store.free_between(world.db, [row["listing_id"]], row["start"] - timedelta(days=30),
+                                      row["start"] - timedelta(days=29), first_day=first - timedelta(days=30),
+                                      last_day=first - timedelta(days=30))
+    assert inside == set() and before == {row["listing_id"]}
