@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -269,8 +270,12 @@ def build_app(database_url: str, model_dir: str, *, reload_secs: float = 5.0, re
 
 
 def app_builder(args: dict[str, str]) -> serve.Application:
-    """For a Serve config file (`serve deploy deploy/serve/ml.yaml`): arguments from its `args`."""
-    return build_app(args["database_url"], args["model_dir"], reload_secs=float(args.get("reload_secs", 5)),
+    """For a Serve config file (`serve deploy deploy/serve/ml.yaml`): arguments from its `args`,
+    else the environment of the Ray nodes (DATABASE_URL, SHAREHUB_MODEL_DIR) - which keeps the
+    database password out of the Serve config the dashboard shows."""
+    database_url = args.get("database_url") or os.environ["DATABASE_URL"]
+    model_dir = args.get("model_dir") or os.environ["SHAREHUB_MODEL_DIR"]
+    return build_app(database_url, model_dir, reload_secs=float(args.get("reload_secs", 5)),
                      refresh_secs=float(args.get("refresh_secs", 60)))
 
 

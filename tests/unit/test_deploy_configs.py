@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+import string
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ import pytest
 import ray.autoscaler
 import yaml
 from prometheus_client import REGISTRY
+from ray import serve
+from ray.serve.schema import ServeDeploySchema
+
+from ml import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -51,6 +56,12 @@ DASHBOARD_METRICS = (
     "ray_sharehub_search_documents",
     "ray_sharehub_search_events_applied_total",
 )
+ML_SETTINGS = ("SHAREHUB_MODEL_DIR", "SHAREHUB_ML_TIMEOUT_SECS", "SHAREHUB_ML_RELOAD_SECS",
+               "SHAREHUB_SERVE_HTTP_HOST", "SHAREHUB_SERVE_HTTP_PORT")
+SERVE_CONFIG = DEPLOY / "serve" / "ml.yaml"
+# How every deployment fills deploy/serve/ml.yaml from its environment before `serve deploy`.
+RENDER = "string.Template(sys.stdin.read()).substitute(os.environ)"
+PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 PORT_FLAG = re.compile(r"(?:(?<![\w-])--port[= ]|--address[= ]\S*:|(?<!\S)-p )(\d+)")
 VALUES_REF = re.compile(r"\.Values((?:\.\w+)+)")
 VALUES_ALIAS = re.compile(r"\$(\w+)\s*:=\s*\.Values((?:\.\w+)+)")
@@ -202,3 +213,137 @@ def test_grafana_dashboard_queries_gateway_metrics() -> None:
         if metric.startswith("ray_"):
             name = metric.removeprefix("ray_").removesuffix("_total").removesuffix("_bucket")
             assert f'"{name}"' in recorded, f"no actor records {name}"
+
+
+# ---------------------------------------------------------------------- ml-core: Serve app, model store
+
+
+def render_serve_config(text: str, env: dict[str, str]) -> dict[str, Any]:
+    """The Serve config as a deployment renders it (`RENDER`), parsed and checked by Serve's schema."""
+    rendered: dict[str, Any] = yaml.safe_load(string.Template(text).substitute(env))
+    ServeDeploySchema.model_validate(rendered)
+    return rendered
+
+
+def sample_env(compose: dict[str, Any]) -> dict[str, str]:
+    return {**{name: str(value) for name, value in compose["x-sharehub-env"].items()},
+            "DATABASE_URL": "postgresql://sharehub:secret@db:5432/sharehub"}
+
+
+def helm_serve_config() -> str:
+    """The `ml.yaml` block of the chart's Serve ConfigMap, its Helm expressions replaced by a number."""
+    lines = (CHART / "templates" / "serve-configmap.yaml").read_text().splitlines()
+    start = lines.index("  ml.yaml: |") + 1
+    block = []
+    for line in lines[start:]:
+        if line.strip() and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return re.sub(r"\{\{[^}]*\}\}", "2", "\n".join(block))
+
+
+def test_serve_config_builds_the_ml_app_from_the_environment(compose: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    text = SERVE_CONFIG.read_text()
+    # Only the variables every ShareHub container has are filled in; never the secret DATABASE_URL.
+    assert set(PLACEHOLDER.findall(text)) <= set(compose["x-sharehub-env"])
+    assert "DATABASE_URL" not in PLACEHOLDER.findall(text)
+    assert text.count("$") == len(PLACEHOLDER.findall(text)), "a stray $ breaks string.Template"
+    env = sample_env(compose)
+    config = render_serve_config(text, env)
+    assert config["http_options"] == {"host": env["SHAREHUB_SERVE_HTTP_HOST"],
+                                      "port": int(env["SHAREHUB_SERVE_HTTP_PORT"])}
+    (app,) = config["applications"]
+    assert (app["name"], app["route_prefix"]) == (serving.APP_NAME, serving.ROUTE_PREFIX)
+    module, _, attribute = app["import_path"].partition(":")
+    assert module == "ml.serving" and callable(getattr(serving, attribute))
+    # Each replica takes the database and the model store from its node's environment.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://sharehub@postgres/sharehub")
+    monkeypatch.setenv("SHAREHUB_MODEL_DIR", compose["x-sharehub-env"]["SHAREHUB_MODEL_DIR"])
+    built = getattr(serving, attribute)(app["args"])  # binding needs no cluster
+    assert isinstance(built, serve.Application)
+    monkeypatch.delenv("DATABASE_URL")
+    with pytest.raises(KeyError):
+        getattr(serving, attribute)(app["args"])
+
+
+def test_helm_serve_config_is_deploy_serve_ml_yaml_with_replica_counts(compose: dict[str, Any]) -> None:
+    env = sample_env(compose)
+    base = render_serve_config(SERVE_CONFIG.read_text(), env)
+    chart = render_serve_config(helm_serve_config(), env)
+    (app,) = chart["applications"]
+    deployments = app.pop("deployments")
+    assert chart == base, "templates/serve-configmap.yaml has drifted from deploy/serve/ml.yaml"
+    names = {d.name for d in (serving.PRICING, serving.RECOMMENDER, serving.HTTP_INGRESS)}
+    assert {d["name"] for d in deployments} == {"Pricing", "Recommender"} <= names
+    for deployment in deployments:  # replaced whole, so every field of the code's policy is there
+        assert set(deployment["autoscaling_config"]) == set(serving.AUTOSCALING)
+    configmap = (CHART / "templates" / "serve-configmap.yaml").read_text()
+    assert RENDER in configmap and "/etc/sharehub/serve/ml.yaml" in configmap and "serve deploy" in configmap
+    for template in ("raycluster.yaml", "serve-deploy-job.yaml"):
+        text = (CHART / "templates" / template).read_text()
+        assert "mountPath: /etc/sharehub/serve" in text and "deploy-ml.sh" in text, template
+    job = load_yaml_without_helm(CHART / "templates" / "serve-deploy-job.yaml")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+
+
+def load_yaml_without_helm(path: Path) -> Any:
+    """A template's YAML with its Helm control lines dropped and expressions replaced by a word."""
+    lines = [line for line in path.read_text().splitlines() if not re.fullmatch(r"\s*\{\{-?.*\}\}\s*", line)]
+    return yaml.safe_load(re.sub(r"\{\{[^}]*\}\}", "x", "\n".join(lines)))
+
+
+def test_helm_mounts_the_models_claim_in_the_gateway_and_every_ray_pod() -> None:
+    values = load_yaml(CHART / "values.yaml")
+    assert values["ml"]["persistence"]["accessModes"] == ["ReadWriteMany"]
+    claim = load_yaml_without_helm(CHART / "templates" / "models-pvc.yaml")
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert "toYaml .Values.ml.persistence.accessModes" in (CHART / "templates" / "models-pvc.yaml").read_text()
+    mount = re.compile(r"- name: models\n\s+mountPath: \{\{ \.Values\.ml\.modelDir \}\}")
+    volume = 'include "sharehub.modelsVolume"'
+    gateway = (CHART / "templates" / "gateway-deployment.yaml").read_text()
+    assert len(mount.findall(gateway)) == 1 and gateway.count(volume) == 1
+    ray = (CHART / "templates" / "raycluster.yaml").read_text()
+    assert len(mount.findall(ray)) == 2 and ray.count(volume) == 2, "the head and the workers"
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    block = helpers.split('define "sharehub.configEnv"', 1)[1].split("{{- end -}}", 1)[0]
+    assert re.search(r"^SHAREHUB_MODEL_DIR: \{\{ \.Values\.ml\.modelDir \| quote \}\}$", block, re.MULTILINE)
+    assert set(ML_SETTINGS) <= set(re.findall(r"^([A-Z][A-Z0-9_]+):", block, re.MULTILINE))
+    assert "containerPort: {{ .Values.ml.serve.httpPort }}" in ray
+
+
+def test_ml_settings_are_the_ones_sharehub_reads() -> None:
+    config = (ROOT / "sharehub" / "config.py").read_text()
+    for name in ML_SETTINGS:
+        assert f'"{name}"' in config, f"sharehub/config.py does not read {name}"
+
+
+def test_compose_shares_the_models_volume_and_the_head_deploys_the_serve_app(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    model_dir = compose["x-sharehub-env"]["SHAREHUB_MODEL_DIR"]
+    assert "models" in compose["volumes"]
+    for name in ("ray-head", "gateway", "models-init"):
+        assert any(v.split(":")[:2] == ["models", model_dir] for v in services[name]["volumes"]), name
+    head = services["ray-head"]
+    (serve_dir,) = [v.split(":")[1] for v in head["volumes"] if v.startswith("./deploy/serve:")]
+    script = " ".join(head["command"])
+    assert "ray start --head" in script and RENDER in script
+    assert f"< {serve_dir}/ml.yaml" in script and "serve deploy" in script
+    conditions = {name: dep["condition"] for name, dep in head["depends_on"].items()}
+    assert conditions == {"migrate": "service_completed_successfully",
+                          "models-init": "service_completed_successfully"}
+    assert "8000:8000" in head["ports"]
+
+
+def test_cluster_yaml_deploys_the_serve_app_and_mounts_the_model_store(cluster: dict[str, Any],
+                                                                       compose: dict[str, Any]) -> None:
+    (serve_dir,) = [remote for remote, local in cluster["file_mounts"].items() if local == "./deploy/serve"]
+    assert (ROOT / "deploy" / "serve" / "ml.yaml").is_file()
+    commands = "\n".join(cluster["head_start_ray_commands"])
+    assert RENDER in commands and f"< {serve_dir}/ml.yaml" in commands and "serve deploy" in commands
+    model_dir = compose["x-sharehub-env"]["SHAREHUB_MODEL_DIR"]
+    options = cluster["docker"]["run_options"]
+    assert f"--env SHAREHUB_MODEL_DIR={model_dir}" in options
+    (volume,) = [opt for opt in options if opt.startswith("--volume ") and opt.endswith(f":{model_dir}")]
+    host_dir = volume.split()[1].split(":")[0]
+    assert any("mount -t nfs4" in c and host_dir in c for c in cluster["initialization_commands"])

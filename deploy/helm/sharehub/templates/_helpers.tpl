@@ -63,6 +63,11 @@ SHAREHUB_CORS_ORIGINS: {{ .Values.config.corsOrigins | quote }}
 SHAREHUB_DATA_DIR: {{ .Values.config.dataDir | quote }}
 SHAREHUB_SEARCH_REPLICAS: {{ .Values.config.searchReplicas | quote }}
 SHAREHUB_GATEWAY_STARTS_SEARCH: "1"
+SHAREHUB_MODEL_DIR: {{ .Values.ml.modelDir | quote }}
+SHAREHUB_ML_TIMEOUT_SECS: {{ .Values.ml.timeoutSecs | quote }}
+SHAREHUB_ML_RELOAD_SECS: {{ .Values.ml.reloadSecs | quote }}
+SHAREHUB_SERVE_HTTP_HOST: "0.0.0.0"
+SHAREHUB_SERVE_HTTP_PORT: {{ .Values.ml.serve.httpPort | quote }}
 {{- with .Values.config.publicBaseUrl }}
 SHAREHUB_PUBLIC_BASE_URL: {{ . | quote }}
 {{- end }}
@@ -74,6 +79,22 @@ SHAREHUB_TRUST_FORWARDED_FOR: {{ ternary "1" "0" .Values.config.trustForwardedFo
 S3_ENDPOINT_URL: {{ required "config.s3EndpointUrl is required" .Values.config.s3EndpointUrl | quote }}
 SHAREHUB_S3_BUCKET: {{ .Values.config.s3Bucket | quote }}
 RAY_ADDRESS: {{ default (printf "%s-head-svc:6379" (include "sharehub.rayClusterName" .)) .Values.config.rayAddress | quote }}
+{{- end -}}
+
+{{/* The models volume's claim: an existing one, or the chart's. */}}
+{{- define "sharehub.modelsClaimName" -}}
+{{- default (printf "%s-models" (include "sharehub.fullname" .)) .Values.ml.persistence.existingClaim -}}
+{{- end -}}
+
+{{- define "sharehub.serveConfigMapName" -}}
+{{- printf "%s-serve" (include "sharehub.fullname" .) -}}
+{{- end -}}
+
+{{/* The volume of model artifacts, for a pod's `volumes`. */}}
+{{- define "sharehub.modelsVolume" -}}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ include "sharehub.modelsClaimName" . }}
 {{- end -}}
 
 {{/* envFrom shared by the gateway and the Ray containers. */}}
