@@ -124,7 +124,7 @@ def _schemathesis(base: str, token: str, *filters: str) -> subprocess.CompletedP
     )
 
 
-@pytest.mark.usefixtures("search_replica")  # search answers for real, not 503
+@pytest.mark.usefixtures("search_replica", "ml_serving")  # search and ml-core answer for real, not 503
 async def test_schemathesis_finds_no_failures(platform: Platform, live_gateway: str) -> None:
     """Every operation, generated valid and invalid inputs, as an admin: no 5xx, and every
     response (status, content type, headers, body) matches the spec. Operations that can end the

@@ -51,6 +51,9 @@ DASHBOARD_METRICS = (
     "ws_resyncs_total",
     "sharehub_events_consumed_total",
     "sharehub_search_call_seconds_bucket",
+    # The gateway's calls to ml-core on Ray Serve (ml/client.py).
+    "sharehub_ml_call_seconds_bucket",
+    "sharehub_ml_call_seconds_count",
     # Recorded by the search replicas (search/metrics.py), exported by Ray like the shards'.
     "ray_sharehub_search_index_lag_seconds_bucket",
     "ray_sharehub_search_documents",
@@ -203,7 +206,7 @@ def test_grafana_dashboard_queries_gateway_metrics() -> None:
     import gateway.app  # noqa: F401 - registers every gateway metric
     import sharehub.event_consumers  # noqa: F401
     # Family names (a labelled counter has no samples until first used) with their series suffixes.
-    exposed = {family.name + suffix for family in REGISTRY.collect() for suffix in ("", "_total", "_bucket")}
+    exposed = {family.name + suffix for family in REGISTRY.collect() for suffix in ("", "_total", "_bucket", "_count")}
     for metric in DASHBOARD_METRICS:
         if not metric.startswith("ray_"):
             assert metric in exposed, f"the gateway does not expose {metric}"
