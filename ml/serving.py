@@ -48,7 +48,9 @@ log = logging.getLogger("sharehub.ml.serving")
 APP_NAME = "ml"
 ROUTE_PREFIX = "/ml"
 MAX_BATCH = 64
-BATCH_WAIT_SECS = 0.002
+# How long a lone request waits for company: every request alone pays it, so it stays short
+# (the gateway's client batches by itself and does not wait at all: ml/batching.py).
+BATCH_WAIT_SECS = 0.0005
 # Scale on requests in flight per replica; at most two replicas of each on the 2-core dev box
 # (the Helm values raise it for a cluster).
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 32,
@@ -132,6 +134,11 @@ class Pricing:
     async def suggest(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._answer(payloads)
 
+    async def suggest_many(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Questions a caller batched itself (the gateway's client does, ml/client.py): one
+        request and one model call for them all, no batching window to wait for."""
+        return self._answer(payloads)
+
     async def suggest_unbatched(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The same answer, one question per model call (what `bench/ml.py` compares batching with)."""
         return self._answer([payload])[0]
@@ -206,6 +213,13 @@ class Recommender:
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_SECS)
     async def similar(self, queries: list[tuple[str, int]]) -> list[dict[str, Any]]:
+        return await self._similar(queries)
+
+    async def similar_many(self, queries: list[tuple[str, int]]) -> list[dict[str, Any]]:
+        """Queries a caller batched itself (the gateway's client), answered in one request."""
+        return await self._similar([(str(listing_id), int(limit)) for listing_id, limit in queries])
+
+    async def _similar(self, queries: list[tuple[str, int]]) -> list[dict[str, Any]]:
         known = self.index.position if self.index is not None else {}
         index = await self._fresh_index(any(listing not in known for listing, _ in queries))
         if index is None:
@@ -254,12 +268,16 @@ class MLHttp:
         return JSONResponse(answer, status_code=status)
 
 
+# No access log line per request: at thousands of questions a second it was a visible share of a
+# replica's CPU (bench/ml.py); errors are still logged.
+_QUIET = {"enable_access_log": False, "log_level": "WARNING"}
 _MODEL_REPLICAS: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 256,
                                    "autoscaling_config": AUTOSCALING, "health_check_period_s": 10,
-                                   "health_check_timeout_s": 30}
+                                   "health_check_timeout_s": 30, "logging_config": _QUIET}
 PRICING = serve.deployment(name="Pricing", **_MODEL_REPLICAS)(Pricing)
 RECOMMENDER = serve.deployment(name="Recommender", **_MODEL_REPLICAS)(Recommender)
-HTTP_INGRESS = serve.deployment(name="MLHttp", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=512)(MLHttp)
+HTTP_INGRESS = serve.deployment(name="MLHttp", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=512,
+                                logging_config=_QUIET)(MLHttp)
 
 
 def build_app(database_url: str, model_dir: str, *, reload_secs: float = 5.0, refresh_secs: float = 60.0
