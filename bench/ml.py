@@ -569,7 +569,8 @@ async def throughput_rounds(paths: Paths, opts: Options) -> Throughput:
                                                    concurrency=1))
         b, u, c = t.runs[BATCHED][-1], t.runs[UNBATCHED][-1], t.runs[CLIENT_BATCHED][-1]
         print(f"  throughput round {round_no + 1}/{opts.rounds}: batched {b.ops_per_sec:.0f}/s, unbatched "
-              f"{u.ops_per_sec:.0f}/s, client-batched {c.ops_per_sec:.0f}/s (replicas {t.replicas[BATCHED][-1]}/{t.replicas[UNBATCHED][-1]})",
+              f"{u.ops_per_sec:.0f}/s, client-batched {c.ops_per_sec:.0f}/s "
+              f"(replicas {t.replicas[BATCHED][-1]}/{t.replicas[UNBATCHED][-1]}/{t.replicas[CLIENT_BATCHED][-1]})",
               file=sys.stderr)
     return t
 
