@@ -126,10 +126,6 @@ class Pricing:
     async def check_health(self) -> None:
         self.promoted.healthy()
 
-    async def version(self) -> int | None:
-        await self.promoted.check()
-        return self.promoted.version
-
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_SECS)
     async def suggest(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._answer(payloads)
@@ -254,7 +250,13 @@ class MLHttp:
     async def __call__(self, request: Request) -> JSONResponse:
         path = request.url.path.removeprefix(ROUTE_PREFIX).rstrip("/")
         if path == "/pricing" and request.method == "POST":
-            answer = await self.pricing.suggest.remote(await request.json())
+            try:
+                question = await request.json()
+            except ValueError:
+                return JSONResponse({"error": "bad_question", "detail": "the body is not JSON"}, status_code=400)
+            if not isinstance(question, dict):
+                return JSONResponse({"error": "bad_question", "detail": "send one question object"}, status_code=400)
+            answer = await self.pricing.suggest.remote(question)
         elif path == "/similar" and request.method == "GET":
             try:
                 limit = int(request.query_params.get("limit", "10"))

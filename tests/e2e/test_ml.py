@@ -54,8 +54,9 @@ def test_pricing_answers_over_serve_http_and_through_a_handle(ml_serving: str) -
     assert answer["range"]["low"] <= answer["range"]["high"] and answer["current"]["price"] == 120_000
     handle = serve.get_deployment_handle("Pricing", app_name=APP_NAME)
     assert handle.suggest.remote(_question()).result(timeout_s=30) == answer
-    bad = requests.post(f"{ml_serving}/ml/pricing", json={"listing": {}}, timeout=30)
-    assert bad.status_code == 400 and bad.json()["error"] == "bad_question"
+    for body in ('{"listing": {}}', "[1, 2]", "not json"):
+        bad = requests.post(f"{ml_serving}/ml/pricing", data=body, timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"] == "bad_question", body
 
 
 async def test_concurrent_questions_are_answered_in_batches(ml_serving: str) -> None:
