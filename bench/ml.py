@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
 import os
@@ -86,7 +85,6 @@ from bench.common import RunResult, measure, median_result, revision
 from ml.artifacts import ModelStore
 from ml.client import MLClient
 from ml.dataset import HISTORY_DAYS, Market, MarketListing, booking_rows, load_market
-from ml.evaluation import booked_history, listing_content
 from ml.features import ListingFacts
 from ml.pricing import ROUND_TO, PriceQuestion, candidates
 from ml.pricing_model import PricingModel
@@ -441,10 +439,8 @@ async def load_promoted(pool: Any, store: ModelStore, market: Market) -> tuple[P
     if pricing_row is None or similar_row is None:
         raise RuntimeError("training promoted no pricing or no similar model: nothing to serve (see the decisions)")
     model = PricingModel.from_bytes(store.get(pricing_row["artifact_uri"], pricing_row["artifact_sha256"]))
-    weights = SimilarWeights(**json.loads(store.get(similar_row["artifact_uri"], similar_row["artifact_sha256"])))
-    contents = [listing_content(listing) for listing in market.listings]
-    bookings = [(renter, listing) for _, renter, listing in booked_history(market)]
-    return model, SimilarListings(contents, bookings, weights)
+    weights = SimilarWeights.from_bytes(store.get(similar_row["artifact_uri"], similar_row["artifact_sha256"]))
+    return model, market.similar_listings(weights)
 
 
 class Paths:

@@ -28,6 +28,7 @@ import asyncpg
 from actors.periods import LISTING_TIME_ZONE, day_start, local_day
 from ml.features import Comparables, ListingFacts, features
 from ml.rental_probability import Row
+from ml.similar import ListingContent, SimilarListings, SimilarWeights
 
 HISTORY_DAYS = 365
 
@@ -65,6 +66,25 @@ class Market:
     @property
     def comparables(self) -> Comparables:
         return Comparables.of(listing.facts for listing in self.listings)
+
+    def contents(self) -> list[ListingContent]:
+        """What similar listings compare: the listings' text, category, price and place."""
+        return [ListingContent(id=str(listing.id), title=listing.title, description=listing.description,
+                               category_id=listing.facts.category_id, parent_category_id=listing.parent_category_id,
+                               price_per_unit=listing.facts.price_per_unit, lat=listing.lat, lon=listing.lon,
+                               rental_unit=listing.facts.rental_unit)
+                for listing in self.listings]
+
+    def booked_history(self) -> list[tuple[datetime, str, str]]:
+        """(requested at, renter, listing) of every accepted booking of a published listing."""
+        listed = {listing.id for listing in self.listings}
+        return [(r.requested_at, str(r.renter_id), str(r.listing_id)) for r in self.rentals
+                if r.booked and r.listing_id in listed]
+
+    def similar_listings(self, weights: SimilarWeights) -> SimilarListings:
+        """The catalogue indexed for similar listings, co-interest from every booking."""
+        return SimilarListings(self.contents(), [(renter, listing) for _, renter, listing in self.booked_history()],
+                               weights)
 
 
 @dataclass

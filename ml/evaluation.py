@@ -23,7 +23,6 @@ from ml.dataset import LabelledRows, Market, MarketListing
 from ml.pricing import PriceQuestion
 from ml.pricing_model import PricingModel
 from ml.rental_probability import Row
-from ml.similar import ListingContent
 
 # Suggestions are scored on a sample of the holdout (each costs ~60 model rows).
 PRICING_SAMPLE = 1000
@@ -110,15 +109,3 @@ def popularity_neighbours(training: Sequence[tuple[str, str]]) -> Callable[[str,
 
     return neighbours
 
-
-def listing_content(listing: MarketListing) -> ListingContent:
-    return ListingContent(id=str(listing.id), title=listing.title, description=listing.description,
-                          category_id=listing.facts.category_id, parent_category_id=listing.parent_category_id,
-                          price_per_unit=listing.facts.price_per_unit, lat=listing.lat, lon=listing.lon,
-                          rental_unit=listing.facts.rental_unit)
-
-
-def booked_history(market: Market) -> list[tuple[datetime, str, str]]:
-    listed = {listing.id for listing in market.listings}
-    return [(r.requested_at, str(r.renter_id), str(r.listing_id)) for r in market.rentals
-            if r.booked and r.listing_id in listed]

@@ -20,7 +20,6 @@ promoted model yet a replica is healthy and answers `{"error": "no_model"}` (the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -36,7 +35,6 @@ from starlette.responses import JSONResponse
 
 from ml.artifacts import ModelStore
 from ml.dataset import load_market
-from ml.evaluation import booked_history, listing_content
 from ml.features import ListingFacts
 from ml.pricing import PriceQuestion
 from ml.pricing_model import PricingModel
@@ -163,7 +161,7 @@ class Recommender:
 
         async def load(row: dict[str, Any]) -> SimilarWeights:
             data = await asyncio.to_thread(store.get, row["artifact_uri"], row["artifact_sha256"])
-            return SimilarWeights(**json.loads(data))
+            return SimilarWeights.from_bytes(data)
 
         self.promoted = _PromotedModel("similar", database_url, reload_secs, load)
         await self.promoted.start()
@@ -184,9 +182,7 @@ class Recommender:
             return
         started = time.monotonic()
         market = await load_market(self.promoted.pool, now=datetime.now().astimezone())
-        contents = [listing_content(listing) for listing in market.listings]
-        bookings = [(renter, listing) for _, renter, listing in booked_history(market)]
-        self.index = await asyncio.to_thread(SimilarListings, contents, bookings, weights)
+        self.index = await asyncio.to_thread(market.similar_listings, weights)
         self._built_at, self._built_with = time.monotonic(), weights
         self._build_secs = self._built_at - started
 

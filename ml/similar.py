@@ -12,10 +12,11 @@ sparse matrix product plus numpy, so one query over 100 000 listings takes milli
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import sparse
@@ -35,6 +36,13 @@ class SimilarWeights:
     price: float = 0.15
     distance: float = 0.1
     co_interest: float = 0.6
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SimilarWeights:
+        return cls(**json.loads(data))
 
 
 @dataclass(frozen=True)

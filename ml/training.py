@@ -14,7 +14,6 @@ Progress goes to a `Reporter` (a bar on the console; through a queue from a Ray 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -27,14 +26,7 @@ import numpy as np
 from ml.artifacts import ArtifactError, ModelStore
 from ml.baselines import LogisticBaseline
 from ml.dataset import LabelledRows, Market, booking_rows, load_market
-from ml.evaluation import (
-    booked_history,
-    co_bookings,
-    listing_content,
-    popularity_neighbours,
-    pricing_outcomes,
-    recall_at,
-)
+from ml.evaluation import co_bookings, popularity_neighbours, pricing_outcomes, recall_at
 from ml.price_range import PriceRangeModel
 from ml.pricing_model import PricingModel
 from ml.rental_probability import PRICE_FEATURE, RentalProbabilityModel, Row, auc, calibration_error, log_loss
@@ -187,8 +179,8 @@ WEIGHT_GRID = [SimilarWeights(text=text, category=0.2, price=0.15, distance=dist
 
 async def _train_similar(pool: asyncpg.Pool, store: ModelStore, market: Market, reporter: Reporter
                          ) -> TrainingReport:
-    contents = [listing_content(listing) for listing in market.listings]
-    history = booked_history(market)
+    contents = market.contents()
+    history = market.booked_history()
     split = co_bookings(history, holdout_share=HOLDOUT_SHARE)
     if not split.pairs:
         raise NotEnoughData("no renter booked again after the cutoff: nothing to measure similar listings on")
@@ -217,7 +209,7 @@ async def _train_similar(pool: asyncpg.Pool, store: ModelStore, market: Market, 
     current = await ml_models.promoted(pool, "similar")
     if current is not None:
         try:
-            weights = SimilarWeights(**_loads(store.get(current["artifact_uri"], current["artifact_sha256"])))
+            weights = SimilarWeights.from_bytes(store.get(current["artifact_uri"], current["artifact_sha256"]))
             metrics["current"] = {"version": current["version"], "recall_at_10": recall_at(
                 RECALL_K, split.pairs, _neighbours(catalogue.with_history(split.training, weights)))}
         except (ArtifactError, ValueError, TypeError) as exc:
@@ -229,7 +221,7 @@ async def _train_similar(pool: asyncpg.Pool, store: ModelStore, market: Market, 
                 f"{'>' if promote else 'not above'} {rival:.3f} of {rival_name}")
     training = {"listings": len(contents), "bookings": len(history), "training_bookings": len(split.training),
                 "weights": asdict(best), "trained_on": market.now.isoformat()}
-    return await _store(pool, store, "similar", _dumps(asdict(best)), metrics=metrics, training=training,
+    return await _store(pool, store, "similar", best.to_bytes(), metrics=metrics, training=training,
                         promote=promote, decision=decision, reporter=reporter)
 
 
@@ -238,15 +230,6 @@ def _neighbours(index: SimilarListings) -> Callable[[str, int], list[str]]:
         return [listing for listing, _ in index.similar(query, k)] if query in index.position else []
 
     return neighbours
-
-
-def _dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, sort_keys=True).encode()
-
-
-def _loads(data: bytes) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(data)
-    return value
 
 
 # ---------------------------------------------------------------------- storing
