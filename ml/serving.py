@@ -4,8 +4,10 @@
   sends the listing's facts, so it needs no database of its own for answering - only to learn
   which model version is promoted.
 - `Recommender` answers "similar listings" over the published catalogue, which it loads from
-  Postgres and refreshes (every `refresh_secs`, and at once - at most every few seconds - when
-  asked about a listing it has not seen: a listing published a minute ago gets neighbours).
+  Postgres and rebuilds in the background every `refresh_secs`. A listing it has not seen yet
+  (published a minute ago, or paused) is scored from the content the gateway sends with the
+  query, in the index's own text space - a cold start gets neighbours at once, and no query
+  ever waits for a rebuild.
 - `MLHttp` is the ingress: POST /ml/pricing and GET /ml/similar on Serve's HTTP proxy, for
   services that do not go through the gateway.
 
@@ -38,7 +40,7 @@ from ml.dataset import load_market
 from ml.features import ListingFacts
 from ml.pricing import PriceQuestion
 from ml.pricing_model import PricingModel
-from ml.similar import SimilarListings, SimilarWeights
+from ml.similar import ListingContent, SimilarListings, SimilarWeights
 from storage import ml_models
 
 log = logging.getLogger("sharehub.ml.serving")
@@ -53,8 +55,8 @@ BATCH_WAIT_SECS = 0.0005
 # (the Helm values raise it for a cluster).
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 32,
                "upscale_delay_s": 10, "downscale_delay_s": 120}
-_MISS_REFRESH_SECS = 5.0
-_WAIT_FOR_REBUILD_SECS = 1.0
+# A similar-listings query: (listing id, limit) or (listing id, limit, ListingContent fields).
+SimilarQuery = tuple[Any, ...]
 
 
 class _PromotedModel:
@@ -168,7 +170,6 @@ class Recommender:
         self.refresh_secs = refresh_secs
         self.index: SimilarListings | None = None
         self._built_at = 0.0
-        self._build_secs = 0.0
         self._built_with: SimilarWeights | None = None
         self._rebuilding: asyncio.Task[None] | None = None
         await self._rebuild()
@@ -180,55 +181,52 @@ class Recommender:
         weights = self.promoted.model
         if weights is None:
             return
-        started = time.monotonic()
         market = await load_market(self.promoted.pool, now=datetime.now().astimezone())
         self.index = await asyncio.to_thread(market.similar_listings, weights)
         self._built_at, self._built_with = time.monotonic(), weights
-        self._build_secs = self._built_at - started
 
-    async def _fresh_index(self, unknown: bool) -> SimilarListings | None:
-        """Rebuilds in the background when the index is old or the weights changed. A query for
-        a listing the index has not seen (published since) waits for a rebuild when rebuilds are
-        quick (a small catalogue), else gets its answer from the next one."""
-        age = time.monotonic() - self._built_at
-        due = age > self.refresh_secs or self._built_with is not self.promoted.model or (
-            unknown and age > _MISS_REFRESH_SECS)
+    def _fresh_index(self) -> SimilarListings | None:
+        """The index, rebuilt in the background when it is old or the weights changed; the old
+        one answers meanwhile (a listing published since is scored from its content)."""
+        due = time.monotonic() - self._built_at > self.refresh_secs or self._built_with is not self.promoted.model
         if due and (self._rebuilding is None or self._rebuilding.done()):
             self._rebuilding = asyncio.create_task(self._rebuild())
-        if self._rebuilding is not None and not self._rebuilding.done() and (
-                self.index is None or (unknown and self._build_secs < _WAIT_FOR_REBUILD_SECS)):
-            await asyncio.shield(self._rebuilding)
         return self.index
 
     async def check_health(self) -> None:
         self.promoted.healthy()
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_SECS)
-    async def similar(self, queries: list[tuple[str, int]]) -> list[dict[str, Any]]:
-        return await self._similar(queries)
+    async def similar(self, queries: list[SimilarQuery]) -> list[dict[str, Any]]:
+        return self._similar(queries)
 
-    async def similar_many(self, queries: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    async def similar_many(self, queries: list[SimilarQuery]) -> list[dict[str, Any]]:
         """Queries a caller batched itself (the gateway's client), answered in one request."""
-        return await self._similar([(str(listing_id), int(limit)) for listing_id, limit in queries])
+        return self._similar(queries)
 
-    async def _similar(self, queries: list[tuple[str, int]]) -> list[dict[str, Any]]:
-        known = self.index.position if self.index is not None else {}
-        index = await self._fresh_index(any(listing not in known for listing, _ in queries))
+    def _similar(self, queries: list[SimilarQuery]) -> list[dict[str, Any]]:
+        """(listing id, limit[, its content]): a listing the index has not seen is answered from
+        the content the caller sent, or is `unknown_listing` without one."""
+        index = self._fresh_index()
         if index is None:
             return [{"error": "no_model"} for _ in queries]
         answers: list[dict[str, Any]] = []
-        for listing_id, limit in queries:
-            if listing_id not in index.position:
+        for listing_id, limit, *content in queries:
+            if listing_id in index.position:
+                found = index.similar(str(listing_id), int(limit))
+            elif content and content[0]:
+                found = index.similar_to(ListingContent(**content[0]), int(limit))
+            else:
                 answers.append({"error": "unknown_listing"})
                 continue
-            items = [{"id": other, "score": round(score, 4)} for other, score in index.similar(listing_id, limit)]
+            items = [{"id": other, "score": round(score, 4)} for other, score in found]
             answers.append({"items": items, "model_version": self.promoted.version})
         return answers
 
     async def comparables(self, query: tuple[str, str, str, int]) -> dict[str, Any]:
         """(text, category, rental unit, k): the published listings nearest to a draft's text."""
         text, category_id, rental_unit, k = query
-        index = await self._fresh_index(False)
+        index = self._fresh_index()
         if index is None:
             return {"error": "no_model"}
         return {"items": [{"id": listing.id, "title": listing.title, "price_per_unit": listing.price_per_unit,

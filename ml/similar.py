@@ -73,6 +73,8 @@ class SimilarListings:
         self._category = np.array([listing.category_id for listing in self.listings], dtype=object)
         self._parent = np.array([listing.parent_category_id or listing.category_id for listing in self.listings],
                                 dtype=object)
+        self._parent_of = {listing.category_id: listing.parent_category_id or listing.category_id
+                           for listing in self.listings}
         self._unit = np.array([listing.rental_unit for listing in self.listings], dtype=object)
         self._log_price = np.log(np.array([max(1, listing.price_per_unit) for listing in self.listings], dtype=float))
         self._lat = np.array([listing.lat for listing in self.listings], dtype=float)
@@ -86,19 +88,36 @@ class SimilarListings:
     def scores(self, listing_id: str) -> np.ndarray:
         """Similarity of every listing to this one (itself included; the caller leaves it out)."""
         i = self.position[listing_id]
-        text = np.asarray((self._text @ self._text[i].T).todense()).ravel()
-        category = np.where(self._category == self._category[i], 1.0,
-                            np.where(self._parent == self._parent[i], 0.5, 0.0))
-        price = np.exp(-np.abs(self._log_price - self._log_price[i]))
-        nearness = np.exp(-distances_km(self._lat[i], self._lon[i], self._lat, self._lon) / DISTANCE_SCALE_KM)
-        w = self.weights
-        score: np.ndarray = w.text * text + w.category * category + w.price * price + w.distance * nearness
+        score = self._content_scores(self._text[i], self._category[i], self._parent[i], self._log_price[i],
+                                     lat=self._lat[i], lon=self._lon[i])
         row = self._co.getrow(i)
-        if row.nnz and w.co_interest:
+        if row.nnz and self.weights.co_interest:
             co = np.zeros(len(self.listings))
             co[row.indices] = row.data / row.data.max()
-            score += w.co_interest * co
+            score += self.weights.co_interest * co
         return score
+
+    def _content_scores(self, text_row: sparse.csr_matrix, category: str, parent: str, log_price: float, *,
+                        lat: float, lon: float) -> np.ndarray:
+        text = np.asarray((self._text @ text_row.T).todense()).ravel()
+        same = np.where(self._category == category, 1.0, np.where(self._parent == parent, 0.5, 0.0))
+        price = np.exp(-np.abs(self._log_price - log_price))
+        nearness = np.exp(-distances_km(lat, lon, self._lat, self._lon) / DISTANCE_SCALE_KM)
+        w = self.weights
+        score: np.ndarray = w.text * text + w.category * same + w.price * price + w.distance * nearness
+        return score
+
+    def similar_to(self, listing: ListingContent, k: int) -> list[tuple[str, float]]:
+        """The k listings most similar to one this index has not seen (published since it was
+        built): by content alone, in the index's own text space - the cold start, at once."""
+        if not self.listings:
+            return []
+        score = self._content_scores(self.text.vector(terms(f"{listing.title} {listing.description}")),
+                                     listing.category_id, listing.parent_category_id
+                                     or self._parent_of.get(listing.category_id, listing.category_id),
+                                     float(np.log(max(1, listing.price_per_unit))), lat=listing.lat, lon=listing.lon)
+        top = np.argsort(-score, kind="stable")[:k + 1]
+        return [(self.listings[j].id, float(score[j])) for j in top.tolist() if self.listings[j].id != listing.id][:k]
 
     def similar(self, listing_id: str, k: int, *, available: Mapping[str, bool] | set[str] | None = None
                 ) -> list[tuple[str, float]]:

@@ -51,6 +51,14 @@ def _listing_facts(listing: dict[str, Any]) -> dict[str, Any]:
             "quantity": listing["quantity"]}
 
 
+def _listing_content(listing: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ml.similar.ListingContent (the Recommender knows each category's parent)."""
+    return {"id": str(listing["id"]), "title": listing["title"], "description": listing["description"],
+            "category_id": listing["category_id"], "parent_category_id": None,
+            "price_per_unit": listing["price_per_unit"], "lat": listing["lat"], "lon": listing["lon"],
+            "rental_unit": listing["rental_unit"]}
+
+
 async def _suggest(request: web.Request, question: dict[str, Any]) -> dict[str, Any]:
     answer = await _client(request).call("Pricing", "suggest", question, cache_key=cache_key(question))
     if "error" in answer:  # the replica refused the question: ours to have caught, so say so plainly
@@ -112,10 +120,11 @@ async def similar_listings(request: web.Request) -> web.Response:
     listing_id = str(listing["id"])
     # With dates, more neighbours are asked for than shown: the booked-out ones are dropped.
     wanted = query.limit if days is None else min(MAX_CANDIDATES, query.limit * 4)
-    answer = await _client(request).call("Recommender", "similar", (listing_id, wanted),
+    # The content goes along: a listing the catalogue has not caught up with is scored from it.
+    answer = await _client(request).call("Recommender", "similar", (listing_id, wanted, _listing_content(listing)),
                                          cache_key=f"{listing_id}|{wanted}")
-    if answer.get("error") == "unknown_listing":  # published since the catalogue was last loaded
-        answer = {"items": [], "model_version": None}
+    if "error" in answer:  # the Recommender refused our own query: nothing the caller can mend
+        raise ml_unavailable()
     scores = {uuid.UUID(item["id"]): item["score"] for item in answer["items"]}
     db = platform(request).db
     rows = await store.published_by_ids(db, list(scores))

@@ -90,6 +90,18 @@ async def test_similar_answers_over_serve_http_and_through_a_handle(ml_serving: 
     assert missing.status_code == 404
 
 
+async def test_a_listing_the_catalogue_has_not_seen_is_answered_from_its_content() -> None:
+    handle = serve.get_deployment_handle("Recommender", app_name=APP_NAME)
+    newcomer = {"id": str(uuid.uuid4()), "title": "Палатка туристическая четырёхместная",
+                "description": "Палатка с тамбуром, непромокаемая.", "category_id": "tents",
+                "parent_category_id": None, "price_per_unit": 120_000, "lat": 55.75, "lon": 37.62,
+                "rental_unit": "day"}
+    started = time.monotonic()
+    answer = await handle.similar_many.remote([(newcomer["id"], 5, newcomer), (newcomer["id"], 5)])
+    assert time.monotonic() - started < 5  # scored at once, no rebuild waited for
+    assert len(answer[0]["items"]) == 5 and answer[1] == {"error": "unknown_listing"}
+
+
 async def test_a_promoted_version_reaches_the_replicas_without_a_restart(ml_world: MlWorld) -> None:
     handle = serve.get_deployment_handle("Pricing", app_name=APP_NAME)
     async with open_platform(ml_world.settings) as world:

@@ -104,6 +104,17 @@ def test_only_available_listings_are_offered(market: Market) -> None:
     assert not offered & unavailable and copies - unavailable <= offered
 
 
+def test_a_listing_the_index_has_not_seen_gets_the_neighbours_of_its_content(market: Market) -> None:
+    listings, _, _ = market
+    newcomer, catalogue = listings[0], listings[1:]
+    model = SimilarListings(catalogue)  # built before the newcomer was published
+    assert newcomer.id not in model.position
+    found = model.similar_to(newcomer, 4)
+    copies = {listing.id for listing in catalogue if listing.title == newcomer.title}
+    assert {listing_id for listing_id, _ in found} == copies  # its four copies, as if it were indexed
+    assert model.similar_to(catalogue[0], 3)[0][0] != catalogue[0].id  # never itself
+
+
 def test_a_drafts_text_finds_its_kind_within_the_category_and_unit(market: Market) -> None:
     listings, _, _ = market
     model = SimilarListings(listings)
