@@ -19,7 +19,7 @@ from actors.entity import load_kinds
 from actors.shard import ShardHost
 from actors.shard_metrics import RayShardMetrics
 from actors.sharding import ShardMap
-from sharehub.devstack.ray_local import RAY_NAMESPACE
+from sharehub.config import RAY_NAMESPACE
 from storage.db import create_pool
 
 _PASSIVATE_EVERY_SECS = 60.0

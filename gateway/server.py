@@ -14,9 +14,9 @@ from aiohttp import web
 
 from actors.relay import ensure_stream, run_relay
 from gateway.app import build_app
+from sharehub.cluster import connect_ray
 from sharehub.config import Settings
 from sharehub.consumers import run_consumers
-from sharehub.devstack.ray_local import connect_ray
 from sharehub.event_consumers import all_consumers
 from sharehub.logs import configure_logging
 from sharehub.platform import open_platform

@@ -18,7 +18,7 @@ from prometheus_client import Histogram
 from ray.exceptions import RayError
 
 from search.replica_actor import replica_names
-from sharehub.devstack.ray_local import RAY_NAMESPACE
+from sharehub.config import RAY_NAMESPACE
 from sharehub.errors import ApiError
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 import ray
 
 from search.replica_actor import ACTOR_PREFIX, replica_names
-from sharehub.devstack.ray_local import RAY_NAMESPACE
+from sharehub.config import RAY_NAMESPACE
 from sharehub.progress import Progress
 
 _POLL_SECS = 0.2

@@ -19,7 +19,7 @@ import ray
 from search.metrics import RaySearchMetrics
 from search.replica import SearchReplica
 from search.request import SearchRequest, UnknownCategory
-from sharehub.devstack.ray_local import RAY_NAMESPACE
+from sharehub.config import RAY_NAMESPACE
 
 log = logging.getLogger(__name__)
 ACTOR_PREFIX = "search-"

@@ -147,7 +147,7 @@ def _join_ray(settings: Settings) -> bool:
     if not settings.ray_address and state.get("ray_auth_mode"):
         # Before Ray is imported: it reads the mode once, when its config first loads.
         os.environ.setdefault("RAY_AUTH_MODE", state["ray_auth_mode"])
-    from sharehub.devstack.ray_local import connect_ray
+    from sharehub.cluster import connect_ray
 
     connect_ray(address)
     return True

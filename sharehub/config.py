@@ -10,6 +10,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The Ray namespace of every ShareHub actor (shard actors, search replicas): the processes that
+# create them and those that look them up by name must agree on it, in every deployment.
+RAY_NAMESPACE = "sharehub"
 
 
 def _env_int(name: str, default: int) -> int:

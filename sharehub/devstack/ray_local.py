@@ -1,4 +1,5 @@
-"""Ray for the dev stack: a local head sized for the 2-core machine, or the cluster in RAY_ADDRESS.
+"""Ray for the dev stack: a local head sized for the 2-core machine (a cluster given in RAY_ADDRESS
+is joined instead, with `sharehub.cluster.connect_ray`).
 
 The supervisor (or the test session) is the driver that starts the head; gateway processes join it
 by its GCS address. Ray's own processes share the driver's fate, so stopping it stops them."""
@@ -12,7 +13,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-RAY_NAMESPACE = "sharehub"
+from sharehub.config import RAY_NAMESPACE
+
+__all__ = ["RAY_NAMESPACE", "RayInfo", "start_local_ray", "stop_ray"]
 
 
 @dataclass(frozen=True)
@@ -55,19 +58,6 @@ def start_local_ray(data_dir: Path, *, dashboard: bool, num_cpus: int = 2) -> Ra
     address_info: dict[str, str] = getattr(ctx, "address_info")  # noqa: B009 - untyped in Ray
     return RayInfo(address=address_info["gcs_address"], dashboard_url=dashboard_url,
                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
-
-
-def connect_ray(address: str) -> None:
-    """Join an existing cluster as a driver (gateways, CLI commands that call actors)."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(
-            address=address,
-            namespace=RAY_NAMESPACE,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
 
 
 def stop_ray() -> None:
