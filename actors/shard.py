@@ -28,7 +28,9 @@ from actors.commands import Command, Result
 from actors.entity import CancelTimer, Decision, EntityKind, Rejected, SetTimer, VersionConflict
 from actors.shard_metrics import NoMetrics, ShardMetrics
 from actors.sharding import ShardMap, logical_shard
+from actors.timer_policy import TimerOutcome, TimerPolicy, timer_outcome
 from storage import runtime as store
+from storage import timers as timer_store
 from storage.db import connection
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class ShardHost:
         max_live: int = 10_000,
         idle_secs: float = 600.0,
         metrics: ShardMetrics | None = None,
+        timer_policy: TimerPolicy | None = None,
     ) -> None:
         self.physical = physical
         self.shard_map = shard_map
@@ -109,9 +112,12 @@ class ShardHost:
         self.max_live = max_live
         self.idle_secs = idle_secs
         self.metrics: ShardMetrics = metrics or NoMetrics()
+        self.timer_policy = timer_policy or TimerPolicy()
         self.owner = f"{shard_map.actor_name(physical)}/{uuid.uuid4()}"
         self.epochs: dict[int, int] = {}
         self._live: OrderedDict[tuple[str, str], Activation] = OrderedDict()
+        self._timer_failures = 0
+        self._dead_timers = 0
 
     async def start(self) -> None:
         async with connection(self.pool) as conn:
@@ -373,18 +379,59 @@ class ShardHost:
             await store.consume_timer(conn, command.kind, command.entity_id, _timer_name(command), command.command_id)
 
     async def fire_due_timers(self, limit: int = 100) -> int:
-        """Fire the due timers of the entities this host owns, as commands; returns how many."""
+        """Fire the due timers of the entities this host owns, as commands; returns how many.
+        Those whose command failed are put back with backoff (or dead-lettered), so the next poll
+        reaches the timers due after them instead of firing the same failures again."""
         if not self.epochs:
             return 0
         rows = await store.due_timers(self.pool, self.shard_map.fleet, list(self.epochs), limit)
+        if not rows:
+            return 0
         commands = [
             Command(command_id=row["command_id"], kind=row["entity_kind"], entity_id=row["entity_id"],
                     name=f"{TIMER_PREFIX}{row['name']}", payload=row["payload"], actor_roles=frozenset({"system"}))
             for row in rows
         ]
-        await self.handle_batch(commands)
+        # Each timer's lease epoch as it is fired: a failure is recorded only if it is still ours.
+        epochs = [self.epochs.get(logical_shard(c.kind, c.entity_id)) for c in commands]
+        results = await self.handle_batch(commands)
         self.metrics.timers_fired(len(commands))
+        await self._record_timer_failures(commands, epochs, results)
         return len(commands)
+
+    async def _record_timer_failures(self, commands: list[Command], epochs: list[int | None],
+                                     results: list[Result]) -> None:
+        failures: list[timer_store.TimerFailure] = []
+        for command, epoch, result in zip(commands, epochs, results, strict=True):
+            outcome = timer_outcome(result)
+            if outcome in (TimerOutcome.DONE, TimerOutcome.ELSEWHERE) or epoch is None:
+                continue
+            failures.append((command.kind, command.entity_id, _timer_name(command), command.command_id,
+                             logical_shard(command.kind, command.entity_id), epoch, result.code, result.detail,
+                             outcome is TimerOutcome.FAILED))
+        if not failures:
+            return
+        policy = self.timer_policy
+        # A refusal spent its timer while it was decided, so only timers still there come back.
+        updated = await timer_store.record_failures(
+            self.pool, self.shard_map.fleet, failures, backoff_secs=policy.backoff_secs,
+            max_backoff_secs=policy.max_backoff_secs, max_attempts=policy.max_attempts,
+            outage_delay_secs=policy.outage_delay_secs)
+        self._timer_failures += len(updated)
+        for row in updated:
+            self.metrics.timer_failed(row["entity_kind"], row["last_error_code"] or "unknown")
+            if row["state"] == "dead":
+                log.error("timer %s of %s %s is dead after %d failed attempts (last: %s); "
+                          "re-arm it with POST /api/v1/admin/timers/{id}/retry once the cause is fixed",
+                          row["name"], row["entity_kind"], row["entity_id"], row["attempts"], row["last_error_code"])
+        if any(row["state"] == "dead" for row in updated):
+            await self.refresh_dead_timers()
+
+    async def refresh_dead_timers(self) -> int:
+        """Count the dead timers of the logical shards this host owns (for metrics and stats)."""
+        self._dead_timers = await timer_store.count_dead(self.pool, self.shard_map.fleet, list(self.epochs))
+        self.metrics.dead_timers(self._dead_timers)
+        return self._dead_timers
 
     @staticmethod
     def _outbox_rows(command: Command, events: list[Any], version: int) -> list[tuple[Any, ...]]:
@@ -435,4 +482,5 @@ class ShardHost:
             del self._live[key]
 
     def stats(self) -> dict[str, Any]:
-        return {"owner": self.owner, "logical_shards": len(self.epochs), "live_entities": len(self._live)}
+        return {"owner": self.owner, "logical_shards": len(self.epochs), "live_entities": len(self._live),
+                "timer_failures": self._timer_failures, "dead_timers": self._dead_timers}

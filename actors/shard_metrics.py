@@ -25,6 +25,10 @@ class ShardMetrics(Protocol):
 
     def timers_fired(self, count: int) -> None: ...
 
+    def timer_failed(self, kind: str, code: str) -> None: ...
+
+    def dead_timers(self, count: int) -> None: ...
+
 
 class NoMetrics:
     def batch_done(self, commands: Sequence[Command], results: Sequence[Result], seconds: float) -> None:
@@ -39,6 +43,12 @@ class NoMetrics:
     def timers_fired(self, count: int) -> None:
         pass
 
+    def timer_failed(self, kind: str, code: str) -> None:
+        pass
+
+    def dead_timers(self, count: int) -> None:
+        pass
+
 
 def _outcome(result: Result) -> str:
     if result.ok:
@@ -47,9 +57,10 @@ def _outcome(result: Result) -> str:
 
 
 class RayShardMetrics:
-    """Metrics of one shard actor (tag `shard` = its actor name)."""
+    """Metrics of one shard actor (tag `shard` = its actor name; dead timers also by `fleet`, so a
+    fleet's dead letter is one sum whatever the actors are called)."""
 
-    def __init__(self, shard: str) -> None:
+    def __init__(self, shard: str, fleet: str = "") -> None:
         from ray.util.metrics import Counter, Gauge, Histogram
 
         tags = {"shard": shard}
@@ -64,9 +75,17 @@ class RayShardMetrics:
                                   "Group commits that fell back to one command per transaction.", tag_keys=("shard",))
         self._live = Gauge("sharehub_shard_live_entities", "Entities in memory.", tag_keys=("shard",))
         self._timers = Counter("sharehub_shard_timers_fired", "Durable timers fired.", tag_keys=("shard",))
+        self._timer_failures = Counter(
+            "sharehub_shard_timer_failures",
+            "Timer firings that failed and were put back (with backoff, or dead), by kind and error code.",
+            tag_keys=("shard", "kind", "code"))
+        self._dead_timers = Gauge("sharehub_shard_dead_timers",
+                                  "Dead timers (failed every attempt; wait for an admin) of this shard's entities.",
+                                  tag_keys=("shard", "fleet"))
         for metric in (self._commands, self._batch_size, self._batch_seconds, self._fallbacks, self._live,
-                       self._timers):
+                       self._timers, self._timer_failures):
             metric.set_default_tags(tags)
+        self._dead_timers.set_default_tags({**tags, "fleet": fleet})
 
     def batch_done(self, commands: Sequence[Command], results: Sequence[Result], seconds: float) -> None:
         self._batch_size.observe(len(commands))
@@ -87,3 +106,9 @@ class RayShardMetrics:
     def timers_fired(self, count: int) -> None:
         if count:
             self._timers.inc(count)
+
+    def timer_failed(self, kind: str, code: str) -> None:
+        self._timer_failures.inc(1, {"kind": kind, "code": code})
+
+    def dead_timers(self, count: int) -> None:
+        self._dead_timers.set(count)

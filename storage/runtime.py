@@ -125,13 +125,17 @@ async def mark_consumed(conn: asyncpg.Connection, consumer: str, event_id: uuid.
 
 async def set_timers(conn: asyncpg.Connection, fleet: str, timers: list[tuple[int, str, str, str, Any, Any]]) -> None:
     """timers: (logical shard, kind, entity id, name, fire at, payload); a timer of the same name
-    is replaced, with a new command id (so a firing of the old one cannot consume the new one)."""
+    is replaced, with a new command id (so a firing of the old one cannot consume the new one).
+    A replaced timer starts afresh - live, no attempts, no error - even if the old one had died:
+    the entity decided anew, so the old one's failures say nothing about it."""
     await conn.executemany(
         """INSERT INTO entity_timers (fleet, logical_shard, entity_kind, entity_id, name, fire_at, command_id, payload)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (entity_kind, entity_id, name) DO UPDATE
              SET fire_at = EXCLUDED.fire_at, command_id = EXCLUDED.command_id, payload = EXCLUDED.payload,
-                 fleet = EXCLUDED.fleet, logical_shard = EXCLUDED.logical_shard""",
+                 fleet = EXCLUDED.fleet, logical_shard = EXCLUDED.logical_shard,
+                 state = 'live', attempts = 0, retry_at = NULL, last_error_code = NULL,
+                 last_error_detail = NULL, last_failed_at = NULL, dead_at = NULL""",
         [(fleet, shard, kind, entity_id, name, fire_at, uuid.uuid4(), payload)
          for shard, kind, entity_id, name, fire_at, payload in timers],
     )
@@ -156,10 +160,13 @@ async def consume_timer(conn: asyncpg.Connection, kind: str, entity_id: str, nam
 async def due_timers(
     conn: asyncpg.Connection | asyncpg.Pool, fleet: str, shards: list[int], limit: int
 ) -> list[asyncpg.Record]:
+    """Live timers due now (a failed one when its backoff is over), soonest first; dead timers
+    never come back here (the partial index `entity_timers_due` holds live ones only)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT entity_kind, entity_id, name, command_id, payload FROM entity_timers
-           WHERE fleet = $1 AND logical_shard = ANY($2::int[]) AND fire_at <= now()
-           ORDER BY fire_at LIMIT $3""",
+           WHERE fleet = $1 AND logical_shard = ANY($2::int[]) AND state = 'live'
+             AND coalesce(retry_at, fire_at) <= now()
+           ORDER BY coalesce(retry_at, fire_at) LIMIT $3""",
         fleet, shards, limit,
     )
     return rows
