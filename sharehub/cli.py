@@ -19,7 +19,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.port:
         settings = replace(settings, http_port=args.port, public_base_url=f"http://localhost:{args.port}")
-    run_platform(settings, gateways=args.gateways)
+    run_platform(settings, gateways=args.gateways, demo=args.demo)
     return 0
 
 
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the whole platform (embedded services unless URLs are set)")
     run.add_argument("--port", type=int, default=0, help="HTTP port (default 8080 or $SHAREHUB_HTTP_PORT)")
     run.add_argument("--gateways", type=int, default=1, help="gateway processes sharing the port")
+    run.add_argument("--demo", action="store_true",
+                     help="seed demo accounts (printed passwords) and demo data even into the database of "
+                          "DATABASE_URL (the embedded database is always seeded)")
 
     gw = sub.add_parser("gateway", help="run one gateway process against the services in the environment")
     gw.add_argument("--host", default="")

@@ -1,8 +1,13 @@
 """`sharehub run`: the whole platform on one machine.
 
-Starts the embedded services (or uses the URLs given), applies migrations, creates the demo
-accounts on first start, then runs N gateway processes and restarts any that die. Ctrl-C (or
-SIGTERM) stops everything it started; every child also dies with it if it is killed outright."""
+Starts the embedded services (or uses the URLs given), applies migrations, then runs N gateway
+processes and restarts any that die. Ctrl-C (or SIGTERM) stops everything it started; every child
+also dies with it if it is killed outright.
+
+Demo data - an admin and a moderator with printed passwords, 200 users sharing one published
+password, listings and rental histories - goes only into the embedded database, which exists for
+trying ShareHub out. A database given in DATABASE_URL may be someone's real one: it is seeded only
+when asked with `sharehub run --demo`."""
 
 from __future__ import annotations
 
@@ -43,19 +48,29 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-async def prepare_database(settings: Settings) -> list[dict[str, str]]:
+def seeds_demo(given: Settings, *, demo: bool) -> bool:
+    """Whether `sharehub run` seeds demo accounts and data: `given` are the settings as read from
+    the environment, before the embedded services fill in their URLs."""
+    return demo or given.database_url is None
+
+
+async def prepare_database(settings: Settings, *, demo: bool) -> list[dict[str, str]]:
+    """Migrate; with `demo`, create the demo accounts (returned, for the banner) and the demo
+    market, once per database."""
     assert settings.database_url
     applied = await migrate(settings.database_url, settings.migrations_dir)
     for migration in applied:
         print(f"  migrated {migration.version:04d}_{migration.name}")
+    if not demo:
+        return []
     async with open_platform(settings) as platform:
-        demo = await ensure_demo_accounts(platform, settings.data_dir)
+        accounts = await ensure_demo_accounts(platform, settings.data_dir)
         report = await seed_database(platform.db, users=_DEMO_USERS, listings=_DEMO_LISTINGS, rentals=_DEMO_RENTALS,
                                      seed=1)
         if not report.skipped:
             print(f"  demo data: {report.users} users (password: {SEED_PASSWORD}), {report.listings} listings, "
                   f"{report.rentals} rentals")
-        return demo
+        return accounts
 
 
 def start_shard_actors(settings: Settings) -> None:
@@ -178,7 +193,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def run_platform(settings: Settings, *, gateways: int) -> None:
+def run_platform(settings: Settings, *, gateways: int, demo: bool = False) -> None:
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -188,13 +203,14 @@ def run_platform(settings: Settings, *, gateways: int) -> None:
         redis_url=settings.redis_url, ray_address=settings.ray_address, smtp_url=settings.smtp_url,
     )
     pool: GatewayPool | None = None
+    seed = seeds_demo(settings, demo=demo)
     try:
         print("Starting ShareHub services...", flush=True)
         urls = stack.start()
         settings = replace(settings, database_url=urls.database_url, nats_url=urls.nats_url,
                            redis_url=urls.redis_url, ray_address=urls.ray_address, smtp_url=urls.smtp_url)
         ensure_key(settings.jwt_keys_dir)
-        demo = asyncio.run(prepare_database(settings))
+        accounts = asyncio.run(prepare_database(settings, demo=seed))
         start_shard_actors(settings)
         start_search_replicas(settings)
         start_ml_serving(settings)
@@ -202,7 +218,7 @@ def run_platform(settings: Settings, *, gateways: int) -> None:
         pool.start()
         http_url = f"http://localhost:{settings.http_port}"
         write_run_state(settings.data_dir, urls, http_url=http_url)
-        _print_banner(settings, urls, http_url, demo, gateways)
+        _print_banner(settings, urls, http_url, accounts if seed else None, gateways)
         while True:
             time.sleep(1)
             pool.restart_dead()
@@ -225,8 +241,9 @@ def _mail_note(settings: Settings, urls: ServiceUrls) -> str:
 
 
 def _print_banner(
-    settings: Settings, urls: ServiceUrls, http_url: str, demo: list[dict[str, str]], gateways: int
+    settings: Settings, urls: ServiceUrls, http_url: str, demo: list[dict[str, str]] | None, gateways: int
 ) -> None:
+    """`demo`: the demo accounts, or None when this database was not seeded."""
     lines = [
         "",
         f"ShareHub is running ({gateways} gateway process{'es' if gateways > 1 else ''}).",
@@ -240,8 +257,11 @@ def _print_banner(
         f"  ML (Serve)   http://{settings.serve_http_host}:{settings.serve_http_port}/ml/pricing, /ml/similar",
         f"  Outgoing mail {_mail_note(settings, urls)}",
         f"  Data         {settings.data_dir}",
-        "Demo accounts:",
     ]
-    lines += [f"  {a['email']:<28} {a['password']}   ({a['roles']})" for a in demo] or ["  (see earlier runs)"]
+    if demo is None:
+        lines += ["No demo data: DATABASE_URL was given (`sharehub run --demo` seeds demo accounts and data into it)."]
+    else:
+        lines += ["Demo accounts:"]
+        lines += [f"  {a['email']:<28} {a['password']}   ({a['roles']})" for a in demo] or ["  (see earlier runs)"]
     lines += ["Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)

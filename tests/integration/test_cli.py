@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import asyncpg
 
 from sharehub.config import Settings
 from sharehub.platform import Platform
@@ -54,3 +57,34 @@ def test_keys_rotate_adds_a_key(migrated: Settings, tmp_path: Path) -> None:
     listed = _sharehub(migrated, "keys", "list", extra_env=env)
     assert len(listed.stdout.split()) == 2
     assert all((p.stat().st_mode & 0o777) == 0o600 for p in tmp_path.glob("*.pem"))
+
+
+async def test_sharehub_run_seeds_a_given_database_only_with_demo(settings: Settings, fresh_db: str,
+                                                                  tmp_path: Path) -> None:
+    """`sharehub run` seeds demo accounts (printed passwords) and the demo market into the embedded
+    database; into a database given in DATABASE_URL only with `--demo`."""
+    from sharehub.cli import build_parser
+    from sharehub.supervisor import prepare_database, seeds_demo
+
+    assert build_parser().parse_args(["run"]).demo is False
+    assert build_parser().parse_args(["run", "--demo"]).demo is True
+    assert seeds_demo(replace(settings, database_url=None), demo=False)  # embedded: the settings name no database
+    given = replace(settings, database_url=fresh_db, data_dir=tmp_path)
+    db = await asyncpg.connect(fresh_db)
+    try:
+        assert await prepare_database(given, demo=seeds_demo(given, demo=False)) == []
+        assert await db.fetchval("SELECT count(*) FROM schema_migrations") > 0  # migrated all the same
+        empty = await db.fetchrow("SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM listings) "
+                                  "AS listings, (SELECT count(*) FROM rentals) AS rentals")
+        assert dict(empty) == {"users": 0, "listings": 0, "rentals": 0}
+        assert not (tmp_path / "demo-credentials.json").exists()
+
+        accounts = await prepare_database(given, demo=seeds_demo(given, demo=True))
+        assert {a["email"] for a in accounts} == {"admin@sharehub.local", "moderator@sharehub.local"}
+        admin = await db.fetchrow("SELECT roles FROM users WHERE email = 'admin@sharehub.local'")
+        assert admin is not None and set(admin["roles"]) >= {"admin", "moderator"}
+        assert await db.fetchval("SELECT count(*) FROM users") > len(accounts)
+        assert await db.fetchval("SELECT count(*) FROM listings") > 0
+        assert await db.fetchval("SELECT count(*) FROM rentals") > 0
+    finally:
+        await db.close()
