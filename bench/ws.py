@@ -530,6 +530,8 @@ async def run(opts: argparse.Namespace) -> None:
         generate_key(keys)
         env = _server_env(urls, keys, 20)
         env["SHAREHUB_WS_SEND_QUEUE"] = str(opts.send_queue)
+        # A few dozen users hold thousands of sockets here; the per-user cap is not what is measured.
+        env["SHAREHUB_WS_SOCKETS_PER_USER"] = "1000000"
         os.environ.update({"SHAREHUB_JWT_KEYS_DIR": str(keys)})
         tokens = build_token_service(load_settings())
         pool = await create_pool(urls.database_url, max_size=4)

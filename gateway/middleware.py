@@ -25,7 +25,7 @@ from gateway.responses import problem_response
 from gateway.routing import is_static, spec_for
 from sharehub.errors import ApiError, forbidden, rate_limited, unauthorized
 from sharehub.logs import request_id_var
-from sharehub.ratelimit import FixedWindowCounter
+from sharehub.ratelimit import api_budget
 from sharehub.revocation import check_not_revoked
 from sharehub.security.tokens import AccessClaims, TokenInvalid
 from storage import idempotency as idem_store
@@ -35,6 +35,8 @@ access_log = logging.getLogger("sharehub.access")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Probes and metrics skip the Redis budget: they must answer while Redis is down. /readyz has a
+# limit of its own, kept in the process (gateway/routes/health.py).
 _UNMETERED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -183,12 +185,17 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             return await handler(request)
         # check_route_policies makes this unreachable; deny rather than serve an undeclared route.
         raise ApiError(500, "internal_error", "Route has no access policy.")
-    token = bearer_token(request) if spec.access.authenticated or spec.access.identify else None
-    if token is None:
-        if spec.access.authenticated:
+    try:
+        token = bearer_token(request) if spec.access.authenticated or spec.access.identify else None
+        if token is None and spec.access.authenticated:
             raise unauthorized()
+        claims = await identify(request, token) if token is not None else None
+    except ApiError as error:
+        if error.status == 401:
+            await _meter_failed_authentication(request)
+        raise
+    if claims is None:
         return await handler(request)
-    claims = await identify(request, token)
     if spec.access.roles and not (spec.access.roles & claims.roles):
         raise forbidden("Your role does not allow this.")
     return await handler(request)
@@ -207,9 +214,18 @@ async def _meter(request: web.Request) -> None:
     plat = platform(request)
     principal = request.get(PRINCIPAL)
     subject = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
-    limiter = FixedWindowCounter(plat.redis, prefix="rl:api", limit=plat.settings.api_requests_per_minute,
-                                 window_secs=60)
-    wait = await limiter.hit(subject)
+    wait = await api_budget(plat.redis, plat.settings.api_requests_per_minute).hit(subject)
+    if wait is not None:
+        raise rate_limited(wait)
+
+
+async def _meter_failed_authentication(request: web.Request) -> None:
+    """A request refused with 401 never reaches `rate_limit`; without this, guessing tokens
+    would be the one unmetered thing on the API. It counts against the address's budget, as
+    an anonymous request would, and once that is spent the answer is 429 instead of 401.
+    (A websocket handshake is metered by address before it authenticates: `_serve_socket`.)"""
+    plat = platform(request)
+    wait = await api_budget(plat.redis, plat.settings.api_requests_per_minute).hit(f"ip:{client_ip(request)}")
     if wait is not None:
         raise rate_limited(wait)
 

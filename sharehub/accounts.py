@@ -1,11 +1,11 @@
 """Account actions: register, log in, refresh, log out, profiles, roles, bans.
 
 Handlers validate input and call one of these; these enforce the rules and talk to the stores.
-Passwords are hashed off the event loop (argon2id costs ~50 ms of CPU)."""
+Passwords are hashed off the event loop (argon2id costs ~50 ms of CPU), on the hashing pool's own
+threads (sharehub/security/passwords.py `HashingPool`)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import uuid
@@ -14,9 +14,9 @@ from typing import Any
 
 from sharehub.errors import ApiError, forbidden, not_found, rate_limited, unauthorized
 from sharehub.platform import Platform
-from sharehub.ratelimit import SlidingWindowLog
+from sharehub.ratelimit import Reservation, SlidingWindowLog, release, reserve_together
 from sharehub.revocation import mark_sessions_revoked, publish_user_state
-from sharehub.security.passwords import hash_password, needs_rehash, password_problem, verify_password
+from sharehub.security.passwords import hashing_pool, needs_rehash, password_problem
 from sharehub.security.tokens import AccessClaims, TokenInvalid
 from storage import sessions as session_store
 from storage import users as user_store
@@ -75,7 +75,7 @@ async def register(platform: Platform, *, email: str, password: str, display_nam
     if problem:
         raise password_error(problem)
     # Hash before looking for a duplicate so a taken e-mail answers in the same time as a new one.
-    password_hash = await asyncio.to_thread(hash_password, password)
+    password_hash = await hashing_pool(platform.settings).hash(password)
     async with transaction(platform.db, "register_user") as conn:
         user = await user_store.insert_user(
             conn, email=email, password_hash=password_hash, display_name=display_name, roles=frozenset({"user"})
@@ -93,7 +93,12 @@ def _subject(email: str) -> str:
 class LoginLimiter:
     """≤ N failed logins per account and per IP in any hour. An IP that logged in to the account
     successfully in the last 30 days is 'trusted' for it and counts against its own (account, IP)
-    window instead, so an attacker hammering an account cannot lock its owner out."""
+    window instead, so an attacker hammering an account cannot lock its owner out.
+
+    Every attempt takes a slot in both windows atomically *before* its password is verified
+    (`reserve`: one Lua script for both), and gives it back when it turns out not to be a
+    failure (`succeeded`, `release`). Reading the count before the attempt and recording the
+    failure after it let a parallel burst through whole: every request read the same count."""
 
     def __init__(self, platform: Platform) -> None:
         settings = platform.settings
@@ -113,26 +118,29 @@ class LoginLimiter:
     def _account_subject(self, account: str, ip: str, trusted: bool) -> str:
         return f"{account}:{ip}" if trusted else account
 
-    async def check(self, email: str, ip: str) -> bool:
+    async def reserve(self, email: str, ip: str) -> Reservation:
+        """A failure slot for this attempt in the account's and the IP's window; 429 when either
+        is full. (Whether the IP is trusted is read first: it only picks the account window, and
+        each window is bounded atomically on its own.)"""
         account = _subject(email)
         trusted = await self._trusted(account, ip)
-        for limiter, subject in ((self.per_account, self._account_subject(account, ip, trusted)),
-                                 (self.per_ip, ip)):
-            wait = await limiter.retry_after(subject)
-            if wait is not None:
-                raise rate_limited(wait, "Too many failed logins; try again later.")
-        return trusted
+        taken = await reserve_together(self.redis, [(self.per_account, self._account_subject(account, ip, trusted)),
+                                                    (self.per_ip, ip)])
+        if isinstance(taken, int):
+            raise rate_limited(taken, "Too many failed logins; try again later.")
+        return taken
 
-    async def failed(self, email: str, ip: str, trusted: bool) -> None:
-        account = _subject(email)
-        await self.per_account.record(self._account_subject(account, ip, trusted))
-        await self.per_ip.record(ip)
+    async def release(self, attempt: Reservation) -> None:
+        """The attempt was not a failure (no answer, or a suspended account): its slot is free."""
+        await release(self.redis, attempt)
 
-    async def succeeded(self, email: str, ip: str) -> None:
+    async def succeeded(self, email: str, ip: str, attempt: Reservation) -> None:
         account = _subject(email)
-        await self.per_account.reset(f"{account}:{ip}")
         key = f"auth:trusted:{account}"
         async with self.redis.pipeline(transaction=False) as pipe:
+            for window in attempt.keys:
+                pipe.zrem(window, attempt.entry)
+            pipe.delete(self.per_account.key(f"{account}:{ip}"))
             pipe.sadd(key, ip)
             pipe.expire(key, _TRUSTED_IP_SECS)
             await pipe.execute()
@@ -147,21 +155,26 @@ async def _issue_pair(platform: Platform, user: UserRow, session_id: uuid.UUID, 
 
 async def login(platform: Platform, *, email: str, password: str, ip: str, user_agent: str) -> TokenPair:
     invalid = unauthorized("invalid_credentials", "Wrong e-mail or password.")
+    hashing = hashing_pool(platform.settings)
     try:
         email = normalise_email(email)
     except ApiError:
-        await asyncio.to_thread(verify_password, None, password)
+        await hashing.verify(None, password)
         raise invalid from None
     limiter = LoginLimiter(platform)
-    trusted = await limiter.check(email, ip)
-    user = await user_store.get_user_by_email(platform.db, email)
-    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+    attempt = await limiter.reserve(email, ip)
+    try:
+        user = await user_store.get_user_by_email(platform.db, email)
+        ok = await hashing.verify(user.password_hash if user else None, password)
+    except BaseException:
+        await limiter.release(attempt)  # no answer (the database, a busy pool): not a failure
+        raise
     if not ok or user is None:
-        await limiter.failed(email, ip, trusted)
-        raise invalid
+        raise invalid  # the reserved slot stays taken: this was a failed login
     if user.status != "active":
+        await limiter.release(attempt)
         raise ApiError(403, "account_suspended", "This account is suspended.")
-    await limiter.succeeded(email, ip)
+    await limiter.succeeded(email, ip, attempt)
     session_id, refresh_jti = uuid.uuid4(), uuid.uuid4()
     async with transaction(platform.db, "login") as conn:
         await session_store.create_session(
@@ -170,7 +183,7 @@ async def login(platform: Platform, *, email: str, password: str, ip: str, user_
         )
         if needs_rehash(user.password_hash):
             await user_store.set_password_hash(
-                conn, user.id, await asyncio.to_thread(hash_password, password), bump_epoch=False
+                conn, user.id, await hashing.hash(password), bump_epoch=False
             )
     return await _issue_pair(platform, user, session_id, refresh_jti)
 
@@ -223,16 +236,30 @@ async def revoke_own_session(platform: Platform, principal: AccessClaims, sessio
 async def change_password(
     platform: Platform, principal: AccessClaims, *, current_password: str, new_password: str
 ) -> TokenPair:
-    """New password; every other login ends, this one continues with fresh tokens."""
+    """New password; every other login ends, this one continues with fresh tokens. Wrong
+    current passwords are limited per user (a stolen access token must not become a way to
+    guess the password behind it), a slot reserved before verifying as for logins."""
     user = await user_store.get_user(platform.db, principal.user_id)
     if user is None:
         raise unauthorized("token_revoked")
-    if not await asyncio.to_thread(verify_password, user.password_hash, current_password):
+    hashing = hashing_pool(platform.settings)
+    failures = SlidingWindowLog(platform.redis, prefix="rl:pwchange", window_secs=_FAILURE_WINDOW_SECS,
+                                limit=platform.settings.password_change_failures_per_hour)
+    attempt = await failures.reserve(str(user.id))
+    if isinstance(attempt, int):
+        raise rate_limited(attempt, "Too many wrong passwords; try again later.")
+    try:
+        ok = await hashing.verify(user.password_hash, current_password)
+    except BaseException:
+        await release(platform.redis, attempt)
+        raise
+    if not ok:
         raise ApiError(403, "wrong_password", "The current password is wrong.")
+    await release(platform.redis, attempt)
     problem = password_problem(new_password, email=user.email, display_name=user.display_name)
     if problem:
         raise password_error(problem, "new_password")
-    new_hash = await asyncio.to_thread(hash_password, new_password)
+    new_hash = await hashing.hash(new_password)
     new_jti = uuid.uuid4()
     async with transaction(platform.db, "change_password") as conn:
         await user_store.set_password_hash(conn, user.id, new_hash, bump_epoch=True)

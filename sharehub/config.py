@@ -68,8 +68,19 @@ class Settings:
     login_failures_per_account_per_hour: int = 100
     login_failures_per_ip_per_hour: int = 1000
     password_resets_per_ip_per_hour: int = 20
+    # Wrong current passwords per user in any hour on `POST /api/v1/users/me/password`: a stolen
+    # access token must not become an oracle for guessing the password behind it.
+    password_change_failures_per_hour: int = 10
+    # argon2 runs on threads of its own (sharehub/security/passwords.py `HashingPool`): this many
+    # (0: one per core), with at most `password_hash_queue` hashes waiting - more answer 503 auth_busy.
+    password_hash_workers: int = 0
+    password_hash_queue: int = 32
     # Requests per minute per client for the whole API (a coarse guard; login has its own limits).
+    # Websocket commands and failed authentications count here too.
     api_requests_per_minute: int = 1200
+    # /readyz per client address, counted in the process (it must answer while Redis is down);
+    # far above what a kubelet or load balancer probe sends (at most one a second).
+    readyz_per_ip_per_minute: int = 300
 
     # Physical shard actors hosting entities (2 on a laptop; more on a cluster). Changing it
     # moves logical shards between actors without moving data.
@@ -97,6 +108,9 @@ class Settings:
     ws_max_message_bytes: int = 64 * 1024
     # Messages waiting for one client; a client that lets more pile up is disconnected (4008).
     ws_send_queue: int = 1024
+    # Open sockets per user across every gateway process (counted in Redis presence); one more
+    # is refused with 429 too_many_sockets before the upgrade.
+    ws_sockets_per_user: int = 20
 
     def with_services(
         self,
@@ -146,7 +160,11 @@ def load_settings() -> Settings:
         login_failures_per_account_per_hour=_env_int("SHAREHUB_LOGIN_FAILURES_PER_ACCOUNT", 100),
         login_failures_per_ip_per_hour=_env_int("SHAREHUB_LOGIN_FAILURES_PER_IP", 1000),
         password_resets_per_ip_per_hour=_env_int("SHAREHUB_PASSWORD_RESETS_PER_IP", 20),
+        password_change_failures_per_hour=_env_int("SHAREHUB_PASSWORD_CHANGE_FAILURES", 10),
+        password_hash_workers=_env_int("SHAREHUB_PASSWORD_HASH_WORKERS", 0),
+        password_hash_queue=_env_int("SHAREHUB_PASSWORD_HASH_QUEUE", 32),
         api_requests_per_minute=_env_int("SHAREHUB_API_REQUESTS_PER_MINUTE", 1200),
+        readyz_per_ip_per_minute=_env_int("SHAREHUB_READYZ_PER_IP_PER_MINUTE", 300),
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
         shard_count=_env_int("SHAREHUB_SHARDS", 2),
         search_replicas=_env_int("SHAREHUB_SEARCH_REPLICAS", 1),
@@ -160,4 +178,5 @@ def load_settings() -> Settings:
         ws_compress=os.environ.get("SHAREHUB_WS_COMPRESS", "") == "1",
         ws_max_message_bytes=_env_int("SHAREHUB_WS_MAX_MESSAGE_BYTES", 64 * 1024),
         ws_send_queue=_env_int("SHAREHUB_WS_SEND_QUEUE", 1024),
+        ws_sockets_per_user=_env_int("SHAREHUB_WS_SOCKETS_PER_USER", 20),
     )

@@ -8,7 +8,6 @@ outstanding token of the account."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from urllib.parse import urlencode
@@ -19,7 +18,7 @@ from sharehub.mailer import render
 from sharehub.platform import Platform
 from sharehub.ratelimit import SlidingWindowLog
 from sharehub.revocation import mark_sessions_revoked, publish_user_state
-from sharehub.security.passwords import hash_password, password_problem
+from sharehub.security.passwords import hashing_pool, password_problem
 from storage import email_outbox, password_resets
 from storage import sessions as session_store
 from storage import users as user_store
@@ -81,7 +80,7 @@ async def confirm_reset(platform: Platform, *, token: str, new_password: str) ->
     problem = password_problem(new_password, email=user.email, display_name=user.display_name)
     if problem:
         raise password_error(problem, "new_password")
-    new_hash = await asyncio.to_thread(hash_password, new_password)
+    new_hash = await hashing_pool(platform.settings).hash(new_password)
     async with transaction(platform.db, "confirm_password_reset") as conn:
         if await password_resets.use_token(conn, token_hash) != user.id:
             raise invalid  # spent by a concurrent confirmation

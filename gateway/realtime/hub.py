@@ -90,15 +90,18 @@ class Hub:
 
     # ------------------------------------------------------------------------ sockets
 
-    async def attach(self, conn: Connection) -> None:
+    async def attach(self, conn: Connection, *, first: bool | None = None) -> None:
+        """`first`: the socket is already in presence (its slot was reserved before the upgrade,
+        gateway/realtime/routes.py `_accept`) and was the user's first; None: record it here."""
         self.connections.add(conn)
         WS_CONNECTIONS.inc()
         user_id = str(conn.claims.user_id)
-        try:
-            first = await presence.mark_online(self.platform.redis, user_id, conn.conn_id)
-        except Exception:
-            log.warning("presence unavailable", exc_info=True)
-            return
+        if first is None:
+            try:
+                first = await presence.mark_online(self.platform.redis, user_id, conn.conn_id)
+            except Exception:
+                log.warning("presence unavailable", exc_info=True)
+                return
         if first:
             await self._announce(user_id, online=True)
 

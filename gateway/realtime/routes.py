@@ -18,6 +18,7 @@ from gateway.realtime.handshake import BEARER_PROTOCOL, authenticate, check_orig
 from gateway.realtime.hub import Hub
 from gateway.responses import json_response
 from gateway.routing import AUTHENTICATED, PUBLIC_IDENTIFIED, RouteTable
+from sharehub import presence
 from sharehub.errors import ApiError
 from sharehub.security.tokens import AccessClaims
 from storage import channels as history
@@ -31,27 +32,34 @@ HEARTBEAT_SECS = (25.0, 35.0)
 # Frames up to this many times the message limit are read and answered with `message_too_large`;
 # larger ones are refused by the frame parser before they are read (close 1009).
 _FRAME_LIMIT_FACTOR = 4
+# Retry-After of a socket refused for the per-user cap: a slot frees when the user closes a
+# socket (or, for a socket of a gateway that died, when its presence entry lapses: 45 s at most).
+SOCKET_CAP_RETRY_SECS = 10
 
 
 @routes.get("/ws", access=PUBLIC_IDENTIFIED, socket=True)
 async def websocket(request: web.Request) -> web.StreamResponse:
-    ws, claims = await _accept(request)
+    ws, claims, slot = await _accept(request)
     hub = request.app[HUB]
     conn = Connection(ws, request.transport, claims, platform(request).settings.ws_send_queue)
-    await hub.attach(conn)
+    conn.conn_id = slot.connection_id  # the socket is already counted in presence under this id
     try:
+        await hub.attach(conn, first=slot.first)
         while not conn.closing and await _receive(hub, conn, await ws.receive()):
             pass
     finally:
-        await hub.detach(conn)
+        await hub.detach(conn)  # frees the slot, whatever happened after the upgrade
     return ws
 
 
-async def _accept(request: web.Request) -> tuple[web.WebSocketResponse[Literal[False]], AccessClaims]:
-    """Authenticate and upgrade; refusals are problem documents. (A function of its own so that
-    nothing of the handshake - the token, the header parts - stays referenced by the socket's
-    long-lived handler frame: idle sockets are what a process holds by the thousand.)"""
-    settings = platform(request).settings
+async def _accept(request: web.Request) -> tuple[web.WebSocketResponse[Literal[False]], AccessClaims,
+                                                 presence.Slot]:
+    """Authenticate, take one of the user's socket slots and upgrade; refusals are problem
+    documents. (A function of its own so that nothing of the handshake - the token, the header
+    parts - stays referenced by the socket's long-lived handler frame: idle sockets are what a
+    process holds by the thousand.)"""
+    plat = platform(request)
+    settings = plat.settings
     check_origin(request)
     offered, token = subprotocol_token(request)
     claims = await authenticate(request, token)
@@ -67,11 +75,24 @@ async def _accept(request: web.Request) -> tuple[web.WebSocketResponse[Literal[F
         error = ApiError(426, "upgrade_required", "Open this URL as a websocket.")
         error.headers.update({"Upgrade": "websocket", "Connection": "Upgrade"})
         raise error
-    await ws.prepare(request)
+    # Counted (atomically, across every gateway) before the 101, so a refusal is a plain 429.
+    slot = await presence.reserve(plat.redis, claims.user_id, settings.ws_sockets_per_user)
+    if slot is None:
+        error = ApiError(429, "too_many_sockets",
+                         f"A user has at most {settings.ws_sockets_per_user} sockets open; close one first.",
+                         retry_after=SOCKET_CAP_RETRY_SECS)
+        error.headers["Retry-After"] = str(SOCKET_CAP_RETRY_SECS)
+        raise error
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        # The socket never opened: nothing will detach it, so its slot is given back here.
+        await presence.mark_offline(plat.redis, claims.user_id, slot.connection_id)
+        raise
     # The 101's headers (security headers included) are sent; an idle socket should not keep
     # ~2 KiB of them for hours.
     ws.headers.clear()
-    return ws, claims
+    return ws, claims, slot
 
 
 async def _receive(hub: Hub, conn: Connection, message: WSMessage | WSMessageTextBytes) -> bool:
