@@ -5,9 +5,11 @@
                   v  |  (moderators approve or reject with a reason; the owner edits and resubmits)
                rejected
 
-Editing the title, description or photos of a published (or paused) listing does not take the
-public version down: the edit waits in `pending_revision` for a moderator, who applies or
-rejects it. The first approval makes the author an `owner` (in the same transaction).
+Editing what a published (or paused) listing *is* - its title, description, photos, category,
+attributes or location - does not take the public version down: the edit waits in
+`pending_revision` for a moderator, who applies or rejects it (otherwise an approved drill could
+become anything, anywhere, without review). Prices and terms apply at once. The first approval
+makes the author an `owner` (in the same transaction). Moderators never review their own listings.
 
 A listing also owns its calendar and its open rentals: booking requests and every later step of
 a rental are commands to the listing (actors/listing_rentals.py)."""
@@ -32,7 +34,8 @@ from storage import listings as listing_store
 from storage import rentals as rental_store
 
 KIND = "listing"
-CONTENT_FIELDS = ("title", "description", "photos")
+# What moderators review on a published listing: what it is, what it looks like and where it is.
+CONTENT_FIELDS = ("title", "description", "photos", "category_id", "attributes", "city", "lat", "lon")
 EDITABLE_FIELDS = (
     "title", "description", "photos", "category_id", "attributes", "city", "lat", "lon", "rental_unit",
     "price_per_unit", "discounts", "price_overrides", "deposit", "quantity", "min_units", "max_units",
@@ -95,6 +98,12 @@ def _require_owner(listing: Listing, command: Command) -> None:
         if _is_moderator(command):
             raise Rejected(403, "forbidden", "Only the listing's owner may do this.")
         raise Rejected(404, "not_found", "No such listing.")
+
+
+def _require_other_reviewer(listing: Listing, command: Command) -> None:
+    """Four eyes: a moderator who also rents things out has their listings reviewed by another."""
+    if command.actor_id == listing.owner_id:
+        raise Rejected(403, "own_listing", "Moderators do not review their own listings.")
 
 
 def _require_status(listing: Listing, allowed: set[str], action: str) -> None:
@@ -233,6 +242,7 @@ class ListingKind:
     def _do_approve(self, state: Listing, command: Command) -> Decision:
         if not _is_moderator(command):
             raise Rejected(403, "forbidden", "Only moderators approve listings.")
+        _require_other_reviewer(state, command)
         if state.status == "pending_review":
             first = state.published_at is None
             new = dataclasses.replace(state, status="published", rejection_reason=None,
@@ -249,6 +259,7 @@ class ListingKind:
     def _do_reject(self, state: Listing, command: Command) -> Decision:
         if not _is_moderator(command):
             raise Rejected(403, "forbidden", "Only moderators reject listings.")
+        _require_other_reviewer(state, command)
         reason = str(command.payload["reason"])
         if state.status == "pending_review":
             new = dataclasses.replace(state, status="rejected", rejection_reason=reason)

@@ -14,15 +14,19 @@ import asyncio
 import logging
 from typing import Any
 
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RaySystemError
 
 from actors.commands import Command, Result
 from actors.shard_actor import shard_actor
 from actors.sharding import ShardMap, logical_shard
 
 log = logging.getLogger(__name__)
-_ATTEMPTS = 8
+# A retryable result (an actor restarting - 0.5-2 s measured -, a shard changing owner, a
+# conflict) is resent with backoff for at most this long, so a request never waits much past it;
+# a database outage is not retryable here at all - it is answered at once, with Retry-After.
+_RESEND_BUDGET_SECS = 3.0
 _BACKOFF_SECS = 0.05
+_MAX_BACKOFF_SECS = 0.5
 
 
 class ShardRouter:
@@ -54,14 +58,18 @@ class ShardRouter:
         return self._actors[physical]
 
     async def execute(self, command: Command) -> Result:
-        """Send a command and wait for its committed result, resending while it is retryable."""
-        result = Result.error(503, "shard_unavailable", "No shard answered.", retryable=True)
-        for attempt in range(_ATTEMPTS):
+        """Send a command and wait for its committed result, resending (same command id) while it
+        is retryable and the resend budget lasts."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _RESEND_BUDGET_SECS
+        attempt = 0
+        while True:
             result = await self._send(command)
-            if not result.retryable:
+            delay = min(_MAX_BACKOFF_SECS, _BACKOFF_SECS * 2**attempt)
+            if not result.retryable or loop.time() + delay > deadline:
                 return result
-            await asyncio.sleep(_BACKOFF_SECS * 2**attempt)
-        return result
+            await asyncio.sleep(delay)
+            attempt += 1
 
     def _send(self, command: Command) -> asyncio.Future[Result]:
         loop = asyncio.get_running_loop()
@@ -107,6 +115,12 @@ class ShardRouter:
             log.warning("shard %d unavailable: %s", physical, type(exc).__name__)
             self._actors.pop(physical, None)
             results = [Result.error(503, "shard_unavailable", "Shard restarting; retry.", retryable=True)] * len(batch)
+        except RaySystemError as exc:
+            # The cluster itself cannot be reached (its GCS is gone): nothing to resend to.
+            log.warning("ray unavailable for shard %d: %s", physical, exc)
+            self._actors.pop(physical, None)
+            results = [Result.error(503, "ray_unavailable", "The entity service is unavailable; retry shortly.")
+                       ] * len(batch)
         except Exception:
             # Never leave a caller waiting: an unexpected failure of the call answers the batch.
             log.exception("shard %d failed a batch", physical)

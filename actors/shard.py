@@ -28,10 +28,11 @@ from actors.commands import Command, Result
 from actors.entity import CancelTimer, Decision, EntityKind, Rejected, SetTimer, VersionConflict
 from actors.shard_metrics import NoMetrics, ShardMetrics
 from actors.sharding import ShardMap, logical_shard
+from actors.staff_roles import StaffRoles
 from actors.timer_policy import TimerOutcome, TimerPolicy, timer_outcome
 from storage import runtime as store
 from storage import timers as timer_store
-from storage.db import connection
+from storage.db import connection, server_gone
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class ShardHost:
         self.owner = f"{shard_map.actor_name(physical)}/{uuid.uuid4()}"
         self.epochs: dict[int, int] = {}
         self._live: OrderedDict[tuple[str, str], Activation] = OrderedDict()
+        self._roles = StaffRoles(pool)
         self._timer_failures = 0
         self._dead_timers = 0
 
@@ -138,8 +140,17 @@ class ShardHost:
         started = time.perf_counter()
         results: list[Result | None] = [None] * len(commands)
         queues: dict[tuple[str, str], list[int]] = {}
+        # A command sent twice in one batch (a client retry that caught up with its first try) is
+        # decided once; the copy gets the same answer, not one decided on the state it changed.
+        first_of: dict[uuid.UUID, int] = {}
+        copies: dict[int, int] = {}
+        forged = await self._roles.forged(commands)
         for index, command in enumerate(commands):
-            refusal = self._refusal(command)
+            if command.command_id in first_of:
+                copies[index] = first_of[command.command_id]
+                continue
+            first_of[command.command_id] = index
+            refusal = self._refusal(command) or forged.get(index)
             if refusal is not None:
                 results[index] = refusal
             else:
@@ -157,6 +168,8 @@ class ShardHost:
                     else:
                         results[index] = await self._guarded_apply(commands[index], activations[key])
         self._evict_over_capacity()  # after the locks are released, or nothing could go
+        for index, original in copies.items():
+            results[index] = results[original]
         answers = [r if r is not None else Result.error(500, "internal_error", "No result.") for r in results]
         self.metrics.batch_done(commands, answers, time.perf_counter() - started)
         self.metrics.live_entities(len(self._live))
@@ -303,11 +316,15 @@ class ShardHost:
             self._live.pop(key, None)
             return Result.error(409, "concurrent_update", "The entity changed concurrently; retry.",
                                 retryable=True)
-        except (asyncpg.PostgresConnectionError, OSError, TimeoutError):
-            self._live.pop(key, None)
-            log.warning("database unavailable while handling %s", command.name, exc_info=True)
-            return Result.error(503, "storage_unavailable", "Storage is unavailable; retry.", retryable=True)
-        except Exception:
+        except Exception as exc:
+            if server_gone(exc) or isinstance(exc, OSError | TimeoutError):
+                # An outage, not this command's fault: answered at once (the caller's client retries
+                # after Retry-After with the same command id, which finds the outcome if the commit
+                # got through after all). Connections the dead server left behind are replaced.
+                self._live.pop(key, None)
+                await self.pool.expire_connections()
+                log.warning("database unavailable while handling %s: %s", command.name, type(exc).__name__)
+                return Result.error(503, "database_unavailable", "The database is unavailable; retry shortly.")
             # A bug or a value the database refuses: this command fails alone, visibly, and is not
             # retried; the entity reloads from Postgres on its next command.
             self._live.pop(key, None)

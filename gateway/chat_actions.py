@@ -67,8 +67,11 @@ async def room_for(platform: Platform, claims: AccessClaims, room_id: uuid.UUID)
     return room, role
 
 
-async def open_room(platform: Platform, claims: AccessClaims, listing_id: uuid.UUID) -> tuple[dict[str, Any], bool]:
-    """The caller's room about a listing (created on first ask); (room view, created)."""
+async def open_room(platform: Platform, claims: AccessClaims, listing_id: uuid.UUID,
+                    command_id: uuid.UUID | None = None) -> tuple[dict[str, Any], bool]:
+    """The caller's room about a listing (created on first ask); (room view, created). The room's
+    id is derived from (listing, renter), so asking twice never makes two rooms; a `command_id`
+    (from an Idempotency-Key) also makes a retry answer `created` as the first ask did."""
     listing = await listing_store.get_listing(platform.db, listing_id)
     if listing is None or (listing["status"] != "published" and listing["owner_id"] != claims.user_id):
         raise not_found("listing")
@@ -78,7 +81,7 @@ async def open_room(platform: Platform, claims: AccessClaims, listing_id: uuid.U
     result = await execute_as(
         platform, CHAT, room_id, "open",
         {"listing_id": str(listing_id), "owner_id": str(listing["owner_id"]), "renter_id": str(claims.user_id)},
-        actor_id=str(claims.user_id), actor_roles=claims.roles,
+        actor_id=str(claims.user_id), actor_roles=claims.roles, command_id=command_id,
     )
     room, role = await room_for(platform, claims, room_id)
     return room_view(room, role), bool(result.reply.get("created"))

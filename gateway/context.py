@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import uuid
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -10,9 +12,29 @@ from sharehub.errors import unauthorized
 from sharehub.platform import Platform
 from sharehub.security.tokens import AccessClaims
 
+# Ids derived from an Idempotency-Key live in their own UUIDv5 namespace.
+_IDEMPOTENT_IDS = uuid.UUID("5b0f3e52-6f4e-4d1a-9c57-2f1f8d3a7c11")
+
+
+@dataclass(frozen=True)
+class IdempotencyContext:
+    """The Idempotency-Key a request runs under: (caller scope, key, hash of the request)."""
+
+    scope: str
+    key: str
+    request_hash: str
+
+    def derive(self, *parts: str) -> uuid.UUID:
+        """The same id for every retry of this request (same caller, key and body) and for no
+        other request: what a creating route names its new entity and command with, so a retry
+        after a lost answer finds the first outcome instead of creating a second thing."""
+        return uuid.uuid5(_IDEMPOTENT_IDS, "\n".join((self.scope, self.key, self.request_hash, *parts)))
+
+
 PLATFORM = web.AppKey("platform", Platform)
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL = web.RequestKey("principal", AccessClaims)
+IDEMPOTENCY = web.RequestKey("idempotency", IdempotencyContext)
 
 
 def platform(request: web.Request) -> Platform:

@@ -19,12 +19,14 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.context import PRINCIPAL, REQUEST_ID, client_ip, platform
+from gateway.context import IDEMPOTENCY, PRINCIPAL, REQUEST_ID, IdempotencyContext, client_ip, platform
 from gateway.metrics import HTTP_IN_FLIGHT, HTTP_LATENCY, HTTP_REQUESTS
 from gateway.responses import problem_response
 from gateway.routing import is_static, spec_for
 from sharehub.errors import ApiError, forbidden, rate_limited, unauthorized
 from sharehub.logs import request_id_var
+from sharehub.outages import outage_error, outage_of
+from sharehub.platform import Platform
 from sharehub.ratelimit import api_budget
 from sharehub.revocation import check_not_revoked
 from sharehub.security.tokens import AccessClaims, TokenInvalid
@@ -97,9 +99,8 @@ async def _serve_socket(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except ApiError as error:
         return problem_response(error, request)
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
-        return problem_response(ApiError(500, "internal_error", "Something went wrong on our side."), request)
+    except Exception as exc:
+        return problem_response(await unexpected_error(request, exc), request)
 
 
 @web.middleware
@@ -112,9 +113,22 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if exc.status < 400:
             raise
         return problem_response(_from_http_exception(exc), request)
-    except Exception:
+    except Exception as exc:
+        return problem_response(await unexpected_error(request, exc), request)
+
+
+async def unexpected_error(request: web.Request, exc: Exception) -> ApiError:
+    """A dependency that is down is a 503 with its own code (and the pool drops connections the
+    dead server left behind, so none of them fails a request after it returns); anything else
+    is a bug: logged with its traceback, answered 500 without internals."""
+    dependency = outage_of(exc)
+    if dependency is None:
         log.exception("unhandled error", extra={"path": request.path})
-        return problem_response(ApiError(500, "internal_error", "Something went wrong on our side."), request)
+        return ApiError(500, "internal_error", "Something went wrong on our side.")
+    log.warning("%s unavailable: %s", dependency, type(exc).__name__, extra={"path": request.path})
+    if dependency == "database":
+        await platform(request).db.expire_connections()
+    return outage_error(dependency)
 
 
 def _from_http_exception(exc: web.HTTPException) -> ApiError:
@@ -259,11 +273,14 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
             content_type="application/problem+json" if existing.response_status >= 400 else "application/json",
             headers={"Idempotent-Replayed": "true"},
         )
+    # Handlers derive the ids of what they create from this, so even when this request's answer
+    # is lost (a 5xx while the entity still commits) its retry finds the first outcome.
+    request[IDEMPOTENCY] = IdempotencyContext(scope, key, request_hash)
     try:
         response = await handler(request)
     except ApiError as error:
         if error.status >= 500:
-            await idem_store.release_key(plat.db, scope=scope, key=key)
+            await _reopen_key(plat, scope, key)
             raise
         # Client errors are remembered too: a retry of the same request gets the same answer.
         rendered = problem_response(error, request)
@@ -271,14 +288,24 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
                                       body=bytes(rendered.body))  # type: ignore[arg-type]
         return rendered
     except BaseException:
-        await idem_store.release_key(plat.db, scope=scope, key=key)
+        await _reopen_key(plat, scope, key)
         raise
     if isinstance(response, web.Response) and response.status < 500 and response.body is not None:
         await idem_store.complete_key(plat.db, scope=scope, key=key, status=response.status,
                                       body=bytes(response.body))  # type: ignore[arg-type]
     else:
-        await idem_store.release_key(plat.db, scope=scope, key=key)
+        await _reopen_key(plat, scope, key)
     return response
+
+
+async def _reopen_key(plat: Platform, scope: str, key: str) -> None:
+    """After a server-side failure the same request may run again under the key (a different
+    one still gets 422). Best effort: when the database itself is what failed, the claim lapses
+    by its lock time instead."""
+    try:
+        await idem_store.reopen_key(plat.db, scope=scope, key=key)
+    except Exception as exc:
+        log.warning("could not reopen Idempotency-Key after a failure: %s", type(exc).__name__)
 
 
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

@@ -85,6 +85,21 @@ class Settings:
     # Physical shard actors hosting entities (2 on a laptop; more on a cluster). Changing it
     # moves logical shards between actors without moving data.
     shard_count: int = 2
+    # The set of shard actors (and their leases) this deployment uses; two deployments sharing
+    # one Ray cluster (a staging beside production, a test beside the suite) need different ones.
+    fleet: str = "entities"
+    # How long a request waits for an entity's committed answer before it is answered 503 (the
+    # command may still commit; its retry under the same Idempotency-Key finds that outcome).
+    command_timeout_secs: float = 10.0
+    # Until payments hold dates with money, a renter may hold only so many rentals that have not
+    # started yet (requested or accepted, any listing), and only so many on one listing: one
+    # account cannot take every unit of a listing for a year for free.
+    max_open_rentals_per_renter: int = 10
+    max_open_rentals_per_listing: int = 2
+    # Stored command results (a retried command returns its first answer) and consumers' marks of
+    # the events they handled are kept this long, then purged: well past every retry horizon - an
+    # Idempotency-Key lives 24 h, JetStream redelivers for minutes - and far short of "forever".
+    dedup_retention_secs: float = 7 * 24 * 3600.0
     # Search replicas (Ray actors, each with its own index under <data dir>/search/<name>).
     search_replicas: int = 1
     # Gateways create missing replicas at start (Kubernetes, compose); `sharehub run` does it itself.
@@ -167,6 +182,10 @@ def load_settings() -> Settings:
         readyz_per_ip_per_minute=_env_int("SHAREHUB_READYZ_PER_IP_PER_MINUTE", 300),
         db_pool_max=_env_int("SHAREHUB_DB_POOL_MAX", 10),
         shard_count=_env_int("SHAREHUB_SHARDS", 2),
+        fleet=os.environ.get("SHAREHUB_FLEET", "entities"),
+        command_timeout_secs=float(os.environ.get("SHAREHUB_COMMAND_TIMEOUT_SECS", "10")),
+        max_open_rentals_per_renter=_env_int("SHAREHUB_MAX_OPEN_RENTALS_PER_RENTER", 10),
+        max_open_rentals_per_listing=_env_int("SHAREHUB_MAX_OPEN_RENTALS_PER_LISTING", 2),
         search_replicas=_env_int("SHAREHUB_SEARCH_REPLICAS", 1),
         model_dir=Path(os.environ.get("SHAREHUB_MODEL_DIR", str(data_dir / "models"))),
         ml_timeout_secs=float(os.environ.get("SHAREHUB_ML_TIMEOUT_SECS", "1.0")),

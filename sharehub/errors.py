@@ -62,5 +62,12 @@ def rate_limited(retry_after_secs: int, detail: str = "Too many requests; try ag
     return error
 
 
-def unavailable(detail: str) -> ApiError:
-    return ApiError(503, "service_unavailable", detail)
+# How long a client should wait before retrying after a 503: outages of a dependency are answered
+# at once, and service returns by itself within a second or two of the dependency coming back.
+RETRY_AFTER_SECS = 2
+
+
+def unavailable(detail: str, code: str = "service_unavailable", retry_after_secs: int = RETRY_AFTER_SECS) -> ApiError:
+    error = ApiError(503, code, detail)
+    error.headers["Retry-After"] = str(retry_after_secs)
+    return error

@@ -63,7 +63,8 @@ def _entity_router(settings: Settings) -> ShardRouter | None:
     if not ray.is_initialized():
         return None
     assert settings.database_url
-    return ShardRouter(ShardMap(settings.shard_count), database_url=settings.database_url, kind_paths=ENTITY_KINDS)
+    return ShardRouter(ShardMap(settings.shard_count, fleet=settings.fleet), database_url=settings.database_url,
+                       kind_paths=ENTITY_KINDS)
 
 
 async def _close_nats(client: NatsClient) -> None:

@@ -83,7 +83,7 @@ def start_shard_actors(settings: Settings) -> None:
     from actors.sharding import ShardMap
 
     assert settings.database_url
-    shard_map = ShardMap(settings.shard_count)
+    shard_map = ShardMap(settings.shard_count, fleet=settings.fleet)
     actors = [shard_actor(shard_map, i, settings.database_url, ENTITY_KINDS) for i in range(shard_map.physical_count)]
     ray.get([actor.stats.remote() for actor in actors], timeout=120)
 

@@ -1,6 +1,6 @@
 """Background work every gateway process does besides serving requests: turning password reset
-requests into e-mails, delivering the e-mail outbox, dropping expired idempotency keys and
-events past the replay window.
+requests into e-mails, delivering the e-mail outbox, dropping expired idempotency keys, events
+past the replay window and command results and consumed-event marks past the retry horizon.
 Safe to run in many processes at once (rows are claimed with SKIP LOCKED)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sharehub.password_reset import process_requests
 from sharehub.platform import Platform
 from storage.channels import purge_published
 from storage.idempotency import purge_expired
+from storage.runtime import purge_processed
 
 log = logging.getLogger(__name__)
 _INTERVAL_SECS = 1.0
@@ -32,6 +33,8 @@ async def run_background_workers(platform: Platform, stop: asyncio.Event) -> Non
                 await purge_expired(platform.db)
                 # Published events older than the replay window (a client further behind resyncs).
                 await purge_published(platform.db)
+                # Command results and consumed-event marks past every retry horizon.
+                await purge_processed(platform.db, platform.settings.dedup_retention_secs)
                 purged_at = time.monotonic()
         except Exception:
             # A dependency hiccup must not kill the loop; the work stays queued for the next turn.

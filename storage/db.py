@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -40,11 +40,62 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+# A new connection that takes longer than this is treated as "the database is down" (asyncpg's
+# default is 60 s, which would hold every request of an outage that long).
+CONNECT_TIMEOUT_SECS = 3.0
+# After a failed connection attempt, new ones fail at once for this long: during an outage each
+# request is answered 503 immediately instead of each paying a connect attempt (a blackholed host
+# costs the whole timeout); the first attempt after it tells whether the server is back.
+CONNECT_COOLDOWN_SECS = 0.5
+
+
+class DatabaseUnavailable(Exception):
+    """A new connection to Postgres could not be made (refused, timed out, server starting up)."""
+
+
+# What asyncpg raises when the server is gone: a server shutting down or starting (57P01-57P03), a
+# connection refused, reset or closed under a query.
+_SERVER_GONE = (
+    DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+)
+
+
+def server_gone(exc: BaseException) -> bool:
+    """Does this exception say Postgres is unreachable (rather than that a query is wrong)? Not
+    every InterfaceError does: most are bugs (using a released connection); "connection is
+    closed" is the server having left."""
+    if isinstance(exc, _SERVER_GONE):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+class _ConnectGate:
+    """The pool's `connect`: a short timeout and a cooldown after a failure (a circuit breaker
+    with one setting). Failures surface as `DatabaseUnavailable`, which the gateway answers 503."""
+
+    def __init__(self) -> None:
+        self.failed_at = float("-inf")
+
+    async def __call__(self, dsn: str, **kwargs: Any) -> asyncpg.Connection:
+        if time.monotonic() - self.failed_at < CONNECT_COOLDOWN_SECS:
+            raise DatabaseUnavailable("the last connection attempt failed moments ago")
+        try:
+            conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECS, **kwargs)
+        except (OSError, TimeoutError, *_SERVER_GONE) as exc:
+            self.failed_at = time.monotonic()
+            raise DatabaseUnavailable(f"cannot connect: {type(exc).__name__}") from exc
+        self.failed_at = float("-inf")
+        return conn
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        # The stubs spell out asyncpg.connect's whole signature; the gate passes every argument on.
+        connect=cast(Any, _ConnectGate()),
         init=_init_connection,
         reset=_reset_connection,
         command_timeout=30,

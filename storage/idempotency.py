@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import asyncpg
 
 # How long a key is remembered, and how long an in-progress claim blocks a duplicate before it is
-# considered abandoned (its process died) and may be taken over.
+# considered abandoned (its process died, or the database failed before it could be reopened) and
+# may be taken over: longer than any request runs (the entity command deadline is 10 s).
 KEY_RETENTION_SECS = 24 * 3600
-IN_PROGRESS_LOCK_SECS = 60
+IN_PROGRESS_LOCK_SECS = 20
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,12 @@ async def claim_key(
                      state = 'in_progress', response_status = NULL, response_body = NULL,
                      created_at = now(), locked_until = EXCLUDED.locked_until,
                      expires_at = EXCLUDED.expires_at
-                 -- take over only records that expired or whose owner died mid-request
+                 -- take over only records that expired, whose owner died mid-request, or whose
+                 -- request failed on our side and now comes again unchanged
                  WHERE idempotency_keys.expires_at < now()
                     OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.locked_until < now())
+                    OR (idempotency_keys.state = 'failed'
+                        AND idempotency_keys.request_hash = EXCLUDED.request_hash)
                RETURNING (xmax = 0) AS inserted""",
             scope, key, operation, request_hash, float(IN_PROGRESS_LOCK_SECS), float(KEY_RETENTION_SECS),
         )
@@ -61,9 +65,14 @@ async def complete_key(pool: asyncpg.Pool, *, scope: str, key: str, status: int,
     )
 
 
-async def release_key(pool: asyncpg.Pool, *, scope: str, key: str) -> None:
-    """Forget a claim whose request failed on our side (5xx), so the client's retry can run."""
-    await pool.execute("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key)
+async def reopen_key(pool: asyncpg.Pool, *, scope: str, key: str) -> None:
+    """A claim whose request failed on our side (5xx): the same request may run again under the
+    key, but the key stays bound to that request (its hash) - a different request reusing it is
+    still refused, since what the first one created is named after the key."""
+    await pool.execute(
+        "UPDATE idempotency_keys SET state = 'failed', locked_until = now() WHERE scope = $1 AND key = $2",
+        scope, key,
+    )
 
 
 async def purge_expired(pool: asyncpg.Pool) -> int:

@@ -137,10 +137,17 @@ async def list_rentals(
     return [dict(r) for r in rows]
 
 
-async def open_requests(conn: asyncpg.Connection | asyncpg.Pool, renter_id: uuid.UUID) -> int:
-    return int(await conn.fetchval(
-        "SELECT count(*) FROM rentals WHERE renter_id = $1 AND status = 'requested'", renter_id
-    ))
+async def unstarted_rentals(conn: asyncpg.Connection | asyncpg.Pool, renter_id: uuid.UUID,
+                            listing_id: uuid.UUID, excluding: uuid.UUID) -> tuple[int, int]:
+    """(in all, on this listing): the renter's rentals that hold dates and have not started yet
+    (requested or accepted), not counting `excluding` (the rental a retried request creates)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS total, count(*) FILTER (WHERE listing_id = $2) AS here FROM rentals
+           WHERE renter_id = $1 AND status IN ('requested', 'accepted') AND start_at > now() AND id <> $3""",
+        renter_id, listing_id, excluding,
+    )
+    assert row is not None
+    return int(row["total"]), int(row["here"])
 
 
 async def busy_units(

@@ -170,3 +170,27 @@ async def due_timers(
         fleet, shards, limit,
     )
     return rows
+
+
+_PURGE_BATCH = 10_000
+_PURGES = (
+    """DELETE FROM processed_commands WHERE command_id IN (
+           SELECT command_id FROM processed_commands
+           WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)""",
+    """DELETE FROM consumed_events WHERE (consumer, event_id) IN (
+           SELECT consumer, event_id FROM consumed_events
+           WHERE consumed_at < now() - make_interval(secs => $1) LIMIT $2)""",
+)
+
+
+async def purge_processed(pool: asyncpg.Pool, older_than_secs: float) -> int:
+    """Forget command results and consumed-event marks older than the retry horizon, in batches
+    (short transactions, no long lock on a busy table). Returns how many rows went."""
+    purged = 0
+    for statement in _PURGES:
+        while True:
+            deleted = int((await pool.execute(statement, older_than_secs, _PURGE_BATCH)).split()[-1])
+            purged += deleted
+            if deleted < _PURGE_BATCH:
+                break
+    return purged

@@ -111,3 +111,13 @@ async def set_password_hash(
 async def get_auth_state(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> tuple[str, int] | None:
     record = await conn.fetchrow("SELECT status, auth_epoch FROM users WHERE id = $1", user_id)
     return (record["status"], record["auth_epoch"]) if record else None
+
+
+async def staff_roles(conn: asyncpg.Connection | asyncpg.Pool,
+                      user_ids: list[uuid.UUID]) -> dict[uuid.UUID, frozenset[str]]:
+    """The roles active users hold now (banned users hold none): what shard actors check a
+    command's claimed moderator/admin roles against."""
+    rows = await conn.fetch(
+        "SELECT id, roles FROM users WHERE id = ANY($1::uuid[]) AND status = 'active'", user_ids
+    )
+    return {row["id"]: frozenset(row["roles"]) for row in rows}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.app import build_app
 from sharehub import accounts
 from sharehub.platform import Platform
 
@@ -88,3 +92,12 @@ async def published_listing(
     assert resp.status == 200, await resp.text()
     listing: dict[str, Any] = await resp.json()
     return owner, listing
+
+
+@contextlib.asynccontextmanager
+async def gateway_with(platform: Platform, **settings: Any) -> AsyncIterator[TestClient[Any, Any]]:
+    """Another gateway on the session's services, with some settings changed (a short entity
+    deadline, lower caps...)."""
+    changed = dataclasses.replace(platform, settings=dataclasses.replace(platform.settings, **settings))
+    async with TestClient(TestServer(build_app(changed))) as client:
+        yield client

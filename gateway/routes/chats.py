@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from actors.chat import KIND as CHAT
+from actors.chat import room_id
 from gateway import chat_actions as chats
 from gateway.bodies import path_uuid, query_params, read_body
 from gateway.chat_schemas import ChatsQuery, MessagesQuery, NewMessage, OpenChat, ReadMarker
 from gateway.context import platform, principal
+from gateway.entities import request_command_id
 from gateway.responses import json_response
 from gateway.routing import AUTHENTICATED, RouteTable
 from storage import chats as store
@@ -32,10 +35,12 @@ async def list_chats(request: web.Request) -> web.Response:
                           "next_before": next_before})
 
 
-@routes.post("/api/v1/chats", access=AUTHENTICATED)
+@routes.post("/api/v1/chats", access=AUTHENTICATED, idempotent=True)
 async def open_chat(request: web.Request) -> web.Response:
     body = await read_body(request, OpenChat)
-    view, created = await chats.open_room(platform(request), principal(request), body.listing_id)
+    claims = principal(request)
+    command_id = request_command_id(request, CHAT, room_id(body.listing_id, claims.user_id), "open")
+    view, created = await chats.open_room(platform(request), claims, body.listing_id, command_id)
     headers = {"Location": f"/api/v1/chats/{view['id']}"}
     return json_response(view, status=201 if created else 200, headers=headers)
 

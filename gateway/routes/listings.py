@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from actors.listing import KIND
 from gateway.bodies import path_uuid, query_params, read_body
 from gateway.context import PRINCIPAL, platform, principal
-from gateway.entities import execute
+from gateway.entities import execute, new_entity_id
 from gateway.listing_schemas import BlockedPeriodsBody, ListingCreate, ListingPatch, RejectBody
 from gateway.listing_views import PUBLIC_STATUSES, availability, availability_slots, can_see_everything, listing_view
 from gateway.responses import json_response, no_content
@@ -103,7 +103,7 @@ async def create_listing(request: web.Request) -> web.Response:
     if nulls:
         raise _nulls(nulls)
     await category_exists(request, body.category_id)
-    listing_id = uuid.uuid4()
+    listing_id = new_entity_id(request, KIND)
     await execute(request, KIND, listing_id, "create", body.as_payload())
     return await _respond_with_listing(request, listing_id, status=201)
 
@@ -150,7 +150,8 @@ def _lifecycle(command: str) -> Any:
 
 
 for _command in ("submit", "pause", "resume", "archive"):
-    routes.post(f"/api/v1/listings/{{listing_id}}/{_command}", access=AUTHENTICATED)(_lifecycle(_command))
+    routes.post(f"/api/v1/listings/{{listing_id}}/{_command}", access=AUTHENTICATED,
+                idempotent=True)(_lifecycle(_command))
 
 
 @routes.put("/api/v1/listings/{listing_id}/blocked-periods", access=AUTHENTICATED)
@@ -194,14 +195,14 @@ async def review_queue(request: web.Request) -> web.Response:
                           "limit": query.limit, "offset": query.offset})
 
 
-@routes.post("/api/v1/moderation/listings/{listing_id}/approve", access=MODERATORS)
+@routes.post("/api/v1/moderation/listings/{listing_id}/approve", access=MODERATORS, idempotent=True)
 async def approve_listing(request: web.Request) -> web.Response:
     listing_id = path_uuid(request, "listing_id")
     await execute(request, KIND, listing_id, "approve")
     return await _respond_with_listing(request, listing_id)
 
 
-@routes.post("/api/v1/moderation/listings/{listing_id}/reject", access=MODERATORS)
+@routes.post("/api/v1/moderation/listings/{listing_id}/reject", access=MODERATORS, idempotent=True)
 async def reject_listing(request: web.Request) -> web.Response:
     listing_id = path_uuid(request, "listing_id")
     body = await read_body(request, RejectBody)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from actors.listing import KIND as LISTING
 from actors.periods import now_utc
+from gateway import rental_actions
 from gateway.bodies import path_uuid, query_params, read_body
 from gateway.context import platform, principal
 from gateway.entities import execute
@@ -24,10 +25,6 @@ from sharehub.errors import ApiError, forbidden, not_found
 from storage import rentals as store
 
 routes = RouteTable()
-# A renter waits for answers on at most this many requests at once (a guard against spraying
-# requests over every drill in town; the count is checked before the request, so a burst of
-# parallel requests can pass it by a few).
-MAX_OPEN_REQUESTS = 10
 
 
 async def _rental_for(request: web.Request, rental_id: uuid.UUID) -> tuple[dict[str, Any], str]:
@@ -55,13 +52,7 @@ async def _respond(request: web.Request, rental_id: uuid.UUID, *, status: int = 
 @routes.post("/api/v1/rentals", access=AUTHENTICATED, idempotent=True)
 async def request_rental(request: web.Request) -> web.Response:
     body = await read_body(request, RentalRequest)
-    renter = principal(request)
-    if await store.open_requests(platform(request).db, renter.user_id) >= MAX_OPEN_REQUESTS:
-        raise ApiError(429, "too_many_open_requests",
-                       f"You have {MAX_OPEN_REQUESTS} requests waiting for an answer; wait or cancel one.")
-    rental_id = uuid.uuid4()
-    payload = {"rental_id": str(rental_id), "start": body.start, "end": body.end, "quantity": body.quantity}
-    await execute(request, LISTING, body.listing_id, "request_booking", payload)
+    rental_id = await rental_actions.request_rental(request, body)
     return await _respond(request, rental_id, status=201)
 
 
@@ -99,7 +90,7 @@ def _simple(command: str, path: str) -> None:
         return await _transition(request, command)
 
     handler.__name__ = f"{command}_rental"
-    routes.post(f"/api/v1/rentals/{{rental_id}}/{path}", access=AUTHENTICATED)(handler)
+    routes.post(f"/api/v1/rentals/{{rental_id}}/{path}", access=AUTHENTICATED, idempotent=True)(handler)
 
 
 for _command, _path in (("accept", "accept"), ("handover", "handover"), ("return", "return"),
@@ -107,25 +98,25 @@ for _command, _path in (("accept", "accept"), ("handover", "handover"), ("return
     _simple(_command, _path)
 
 
-@routes.post("/api/v1/rentals/{rental_id}/decline", access=AUTHENTICATED)
+@routes.post("/api/v1/rentals/{rental_id}/decline", access=AUTHENTICATED, idempotent=True)
 async def decline_rental(request: web.Request) -> web.Response:
     body = await _optional_body(request, ReasonBody)
     return await _transition(request, "decline", {"reason": body.reason} if body.reason else None)
 
 
-@routes.post("/api/v1/rentals/{rental_id}/cancel", access=AUTHENTICATED)
+@routes.post("/api/v1/rentals/{rental_id}/cancel", access=AUTHENTICATED, idempotent=True)
 async def cancel_rental(request: web.Request) -> web.Response:
     body = await _optional_body(request, ReasonBody)
     return await _transition(request, "cancel", {"reason": body.reason} if body.reason else None)
 
 
-@routes.post("/api/v1/rentals/{rental_id}/confirm-handover", access=AUTHENTICATED)
+@routes.post("/api/v1/rentals/{rental_id}/confirm-handover", access=AUTHENTICATED, idempotent=True)
 async def confirm_handover(request: web.Request) -> web.Response:
     body = await read_body(request, HandoverConfirmation)
     return await _transition(request, "confirm_handover", {"code": body.code})
 
 
-@routes.post("/api/v1/rentals/{rental_id}/extend", access=AUTHENTICATED)
+@routes.post("/api/v1/rentals/{rental_id}/extend", access=AUTHENTICATED, idempotent=True)
 async def extend_rental(request: web.Request) -> web.Response:
     """The renter asks for a later `end`; the owner answers with `decision`."""
     body = await read_body(request, ExtensionBody)

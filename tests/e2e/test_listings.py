@@ -96,6 +96,39 @@ async def test_editing_a_published_listing_keeps_the_old_version_visible(client:
     assert (await (await client.get(url)).json())["title"] == "Перфоратор Bosch, новый"
 
 
+async def test_what_a_published_listing_is_and_where_it_is_waits_for_review(
+        client: Client, platform: Platform) -> None:
+    owner, moderator, listing = await _published(client, platform)
+    url = f"/api/v1/listings/{listing['id']}"
+    change = {"category_id": "cameras", "attributes": {"brand": "Canon"}, "city": "Казань",
+              "lat": 55.79, "lon": 49.12}
+    edited = await (await client.patch(url, headers=owner.auth, json={**change, "deposit": 100_000})).json()
+    assert edited["pending_revision"] == change
+    public = await (await client.get(url)).json()
+    assert (public["category_id"], public["city"], public["lat"]) == ("power-tools", "Москва", DRILL["lat"])
+    assert public["attributes"] == listing["attributes"] and public["deposit"] == 100_000  # terms apply at once
+    resp = await client.post(f"/api/v1/moderation/listings/{listing['id']}/approve", headers=moderator.auth)
+    assert resp.status == 200, await resp.text()
+    public = await (await client.get(url)).json()
+    assert {key: public[key] for key in change} == change
+
+
+async def test_a_moderator_never_reviews_their_own_listing(client: Client, platform: Platform) -> None:
+    author = await make_user_with_roles(client, platform, {"moderator"})
+    other = await make_user_with_roles(client, platform, {"moderator", "admin"})
+    listing = await (await client.post("/api/v1/listings", json=DRILL, headers=author.auth)).json()
+    base = f"/api/v1/moderation/listings/{listing['id']}"
+    assert (await client.post(f"/api/v1/listings/{listing['id']}/submit", headers=author.auth)).status == 200
+    for action, body in (("approve", None), ("reject", {"reason": "Сам себе не судья"})):
+        resp = await client.post(f"{base}/{action}", headers=author.auth, json=body)
+        assert (resp.status, (await resp.json())["code"]) == (403, "own_listing")
+    assert (await (await client.post(f"{base}/approve", headers=other.auth)).json())["status"] == "published"
+    # An edit of the published listing waits for someone else too.
+    await client.patch(f"/api/v1/listings/{listing['id']}", headers=author.auth, json={"title": "Новое название"})
+    assert (await client.post(f"{base}/approve", headers=author.auth)).status == 403
+    assert (await client.post(f"{base}/approve", headers=other.auth)).status == 200
+
+
 async def test_pause_resume_archive(client: Client, platform: Platform) -> None:
     owner, _, listing = await _published(client, platform)
     base = f"/api/v1/listings/{listing['id']}"

@@ -73,6 +73,12 @@ async def test_edits_pause_and_archive_reach_the_index(client: Client, platform:
     resp = await client.patch(f"/api/v1/listings/{listing['id']}", headers=owner.auth,
                               json={"price_per_unit": 123_400, "city": "Казань"})
     assert resp.status == 200, await resp.text()
+    # The price applies at once; the new city waits for a moderator (where a listing is is reviewed).
+    await _eventually(lambda: _has(client, listing["id"], q=old, city="москва", price_min=123_400),
+                      "the price never reached the index")
+    moderator = await make_user_with_roles(client, platform, {"moderator"})
+    resp = await client.post(f"/api/v1/moderation/listings/{listing['id']}/approve", headers=moderator.auth)
+    assert resp.status == 200, await resp.text()
     await _eventually(lambda: _has(client, listing["id"], q=old, city="казань", price_min=123_400),
                       "the edit never reached the index")
     assert (await client.post(f"/api/v1/listings/{listing['id']}/pause", headers=owner.auth)).status == 200
