@@ -2,14 +2,20 @@
 
 A durable consumer of rental events sends each one to the room of (listing, renter) as the
 command `system`, with a command id derived from the event id: a redelivered event returns the
-first result instead of adding the message twice. The room is created by its first message if
-the renter booked without asking anything first. Clients render `data.text` in their language;
-`body` is a stable code (`rental.accepted`, …) for clients that render their own text."""
+first result instead of adding the message twice. `sharehub/consumers.py` hands it each rental's
+events in seq order, whatever gateway process they reach, so the messages keep the steps' order.
+The shard commits the message in its own transaction and the consumer's position commits after
+it: if that second commit fails, the event comes again and the command returns its first result.
+The room is created by its first message if the renter booked without asking anything first.
+Clients render `data.text` in their language; `body` is a stable code (`rental.accepted`, …) for
+clients that render their own text."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+
+import asyncpg
 
 from actors.chat import KIND as CHAT
 from actors.chat import ROOM_NAMESPACE, room_id
@@ -62,7 +68,8 @@ def system_message(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
 
 
 def chat_consumer(platform: Platform) -> Consumer:
-    async def handle(event: dict[str, Any]) -> None:
+    async def handle(event: dict[str, Any], conn: asyncpg.Connection | None = None) -> None:
+        # `conn` is unused: the effect is a shard command, idempotent by its derived id.
         message = system_message(event)
         data = event.get("data") or {}
         if message is None or not all(data.get(k) for k in ("listing_id", "renter_id", "owner_id")):
@@ -79,4 +86,4 @@ def chat_consumer(platform: Platform) -> Consumer:
                 raise  # the entity service is unavailable: leave the event for redelivery
             # A refusal (a malformed old event) will not change on retry; nothing to store.
 
-    return Consumer(CONSUMER, SUBJECTS, handle)
+    return Consumer(CONSUMER, SUBJECTS, handle, platform.db)

@@ -1,11 +1,15 @@
 """The notifications consumer: domain events in, notifications and badge updates out.
 
-One event is one transaction: `mark_consumed`, the notifications (through every registered
-channel) and the user-channel events commit together, so a redelivered event (at-least-once)
-changes nothing, and a failure leaves nothing half done - the event comes back and runs again.
+One event is one transaction: the consumer's position in the event's channel (sharehub/consumers.py
+applies each entity's events in seq order and moves the position in this transaction),
+`mark_consumed`, the notifications (through every registered channel) and the user-channel events
+commit together, so a redelivered event (at-least-once) changes nothing, and a failure leaves
+nothing half done - the event comes back and runs again. `mark_consumed` stays beside the
+position: on the ordered path it is redundant, but `handle_event` also runs outside it (a replay,
+a test, an event of a channel history that was reset), where the event id is the only key.
 What an event does not say is read first: immutable facts (a listing's owner, a room's parties)
-and who is online (Redis, outside the transaction - presence is a hint, a second old is fine);
-then the users involved are locked (storage/notifications.py says why) and the counts read."""
+and who is online (Redis - presence is a hint, a second old is fine); then the users involved are
+locked (storage/notifications.py says why) and the counts read."""
 
 from __future__ import annotations
 
@@ -34,13 +38,23 @@ MESSAGE_RECEIVED = "message_received"
 
 
 def notification_consumer(platform: Platform) -> Consumer:
-    async def handle(payload: dict[str, Any]) -> None:
-        await handle_event(platform, payload)
+    async def handle(event: dict[str, Any], conn: asyncpg.Connection | None = None) -> None:
+        if conn is None:
+            await handle_event(platform, event)
+        else:
+            await apply_event(platform, conn, event)
 
-    return Consumer(CONSUMER, SUBJECTS, handle)
+    return Consumer(CONSUMER, SUBJECTS, handle, platform.db)
 
 
 async def handle_event(platform: Platform, payload: dict[str, Any]) -> None:
+    """One event in a transaction of its own."""
+    async with transaction(platform.db, "notify_event") as conn:
+        await apply_event(platform, conn, payload)
+
+
+async def apply_event(platform: Platform, conn: asyncpg.Connection, payload: dict[str, Any]) -> None:
+    """One event inside the caller's transaction."""
     try:
         event = DomainEvent.parse(payload)
     except (KeyError, ValueError, TypeError):
@@ -52,20 +66,19 @@ async def handle_event(platform: Platform, payload: dict[str, Any]) -> None:
     room: dict[str, Any] | None = None
     online: frozenset[str] = frozenset()
     if event.kind == "chat":
-        room = await chats.get_room(platform.db, uuid.UUID(event.entity_id))
+        room = await chats.get_room(conn, uuid.UUID(event.entity_id))
         if room is None:
             return
         if event.type == "message_sent":
             parties = [str(room["owner_id"]), str(room["renter_id"])]
             states = await presence.online_among(platform.redis, parties)
             online = frozenset(user for user, is_online in states.items() if is_online)
-    async with transaction(platform.db, "notify_event") as conn:
-        if not await mark_consumed(conn, CONSUMER, event.event_id):
-            return  # a redelivery: the first delivery did everything
-        facts = await _facts(conn, event, room, online)
-        if facts is None:
-            return
-        await _carry_out(conn, event, plan(event, facts))
+    if not await mark_consumed(conn, CONSUMER, event.event_id):
+        return  # a redelivery: the first delivery did everything
+    facts = await _facts(conn, event, room, online)
+    if facts is None:
+        return
+    await _carry_out(conn, event, plan(event, facts))
 
 
 async def _facts(conn: asyncpg.Connection, event: DomainEvent, room: dict[str, Any] | None,
