@@ -67,7 +67,7 @@ async def test_a_full_line_is_refused_at_once_with_503_auth_busy() -> None:
     assert refused.value.status == 503 and refused.value.code == "auth_busy"
     assert int(refused.value.headers["Retry-After"]) >= 1
     release.set()
-    assert await asyncio.gather(running, waiting) == [True, True]
+    assert list(await asyncio.gather(running, waiting)) == [True, True]
     await _until(lambda: pool.admitted == 0)
     assert await pool.run(release.wait, 0) is True  # room again
 
