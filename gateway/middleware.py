@@ -10,6 +10,8 @@ Security headers are set on every response in `on_response_prepare`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -300,12 +302,29 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def _reopen_key(plat: Platform, scope: str, key: str) -> None:
     """After a server-side failure the same request may run again under the key (a different
-    one still gets 422). Best effort: when the database itself is what failed, the claim lapses
-    by its lock time instead."""
+    one still gets 422). When the database itself is what failed, it is reopened in the
+    background as soon as the database answers again - otherwise the client's retries would meet
+    409 idempotency_request_in_progress until the claim's lock lapsed."""
     try:
         await idem_store.reopen_key(plat.db, scope=scope, key=key)
     except Exception as exc:
         log.warning("could not reopen Idempotency-Key after a failure: %s", type(exc).__name__)
+        task = asyncio.get_running_loop().create_task(_reopen_when_back(plat, scope, key))
+        _reopening.add(task)
+        task.add_done_callback(_reopening.discard)
+
+
+_reopening: set[asyncio.Task[None]] = set()
+_REOPEN_EVERY_SECS = 0.25
+
+
+async def _reopen_when_back(plat: Platform, scope: str, key: str) -> None:
+    deadline = time.monotonic() + idem_store.IN_PROGRESS_LOCK_SECS  # the claim has lapsed by then anyway
+    while time.monotonic() < deadline:
+        await asyncio.sleep(_REOPEN_EVERY_SECS)
+        with contextlib.suppress(Exception):
+            await idem_store.reopen_key(plat.db, scope=scope, key=key)
+            return
 
 
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

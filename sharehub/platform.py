@@ -12,7 +12,10 @@ import asyncpg
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from actors.kinds import ENTITY_KINDS
 from actors.router import ShardRouter
@@ -81,10 +84,14 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
     if not (settings.database_url and settings.redis_url and settings.nats_url):
         raise RuntimeError("DATABASE_URL, REDIS_URL and NATS_URL must be set (or use `sharehub run`)")
     db = await create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    # A blocking pool: when every connection is busy a request waits (up to 5 s) for one, where
-    # the default pool fails it at once ("Too many connections", a 500 under a burst).
+    # A blocking pool: when every connection is busy a request waits (up to 2 s) for one, where
+    # the default pool fails it at once ("Too many connections", a 500 under a burst). Redis
+    # answers in well under a millisecond, so a second without an answer means it is gone: the
+    # request gets 503 redis_unavailable rather than a long wait. One immediate retry on a fresh
+    # connection: after a Redis restart, the first use of each stale pooled connection fails.
     redis = Redis(connection_pool=BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=100, timeout=5, socket_timeout=5, socket_connect_timeout=5))
+        settings.redis_url, max_connections=100, timeout=2, socket_timeout=1, socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 1), retry_on_error=[redis_errors.ConnectionError]))
     nats_client: NatsClient | None = None
     try:
         nats_client = await nats.connect(

@@ -68,9 +68,11 @@ async def complete_key(pool: asyncpg.Pool, *, scope: str, key: str, status: int,
 async def reopen_key(pool: asyncpg.Pool, *, scope: str, key: str) -> None:
     """A claim whose request failed on our side (5xx): the same request may run again under the
     key, but the key stays bound to that request (its hash) - a different request reusing it is
-    still refused, since what the first one created is named after the key."""
+    still refused, since what the first one created is named after the key. Only while the claim
+    is still ours (locked): once it lapsed, another request may hold the key."""
     await pool.execute(
-        "UPDATE idempotency_keys SET state = 'failed', locked_until = now() WHERE scope = $1 AND key = $2",
+        """UPDATE idempotency_keys SET state = 'failed', locked_until = now()
+           WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND locked_until > now()""",
         scope, key,
     )
 

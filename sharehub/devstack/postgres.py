@@ -179,7 +179,8 @@ class EmbeddedPostgres:
             self._initdb(self.binaries, user)
         elif user:
             _chown_tree(self.pgdata, user)
-        self.port = free_port()
+        # A restart of the same server keeps its port, so pools reconnect to it by themselves.
+        self.port = self.port or free_port()
         settings = [
             "-c", "listen_addresses=127.0.0.1",
             "-c", "unix_socket_directories=",
@@ -220,8 +221,10 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return f"postgresql://postgres:{quote(self._password(), safe='')}@127.0.0.1:{self.port}/postgres"
 
-    def stop(self) -> None:
+    def stop(self, *, immediate: bool = False) -> None:
+        """SIGINT is a "fast" shutdown: open transactions roll back, a clean checkpoint. With
+        `immediate`, SIGQUIT, as `pg_ctl stop -m immediate`: every process exits at once, and the
+        next start runs crash recovery (what an outage looks like to clients)."""
         if self._proc is not None:
-            # SIGINT = "fast" shutdown: rolls back open transactions and checkpoints cleanly.
-            stop(self._proc, sig=signal.SIGINT, timeout_secs=30)
+            stop(self._proc, sig=signal.SIGQUIT if immediate else signal.SIGINT, timeout_secs=30)
             self._proc = None

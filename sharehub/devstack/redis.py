@@ -33,7 +33,8 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        # A restart of the same server keeps its port, so clients reconnect to it by themselves.
+        self.port = self.port or free_port()
         argv = [
             str(_redis_server_binary()),
             "--port", str(self.port),

@@ -25,7 +25,7 @@ from sharehub.platform import Platform
 @pytest.fixture(scope="session")
 def live_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
     """A real `sharehub gateway` process on a free port, joined to the session's services and Ray."""
-    with _gateway_process(migrated, tmp_root / "live-gateway.log") as base:
+    with gateway_process(migrated, tmp_root / "live-gateway.log") as base:
         yield base
 
 
@@ -33,12 +33,12 @@ def live_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
 def second_gateway(migrated: Settings, tmp_root: Path) -> Iterator[str]:
     """Another gateway process beside `live_gateway` (what `sharehub run --gateways 2` runs):
     clients of the two reach each other only through NATS."""
-    with _gateway_process(migrated, tmp_root / "second-gateway.log") as base:
+    with gateway_process(migrated, tmp_root / "second-gateway.log") as base:
         yield base
 
 
 @contextlib.contextmanager
-def _gateway_process(migrated: Settings, log_path: Path) -> Iterator[str]:
+def gateway_process(migrated: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -53,6 +53,7 @@ def _gateway_process(migrated: Settings, log_path: Path) -> Iterator[str]:
         "SHAREHUB_LOGIN_FAILURES_PER_IP": "1000000",
         "SHAREHUB_PASSWORD_RESETS_PER_IP": "1000000",
         "SHAREHUB_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     })
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "sharehub", "gateway", "--port", str(port)],
