@@ -18,6 +18,7 @@ from actors.sharding import ShardMap, logical_shard
 from actors.timer_policy import TimerPolicy
 from sharehub.platform import Platform
 from storage import runtime as store
+from storage.db import connection
 from tests.entity_kinds import COUNTER, CREATE_TABLE, FIXED_COUNTER, LOCAL_FLEET, OFFLINE
 
 
@@ -181,7 +182,7 @@ async def test_an_outage_delays_a_timer_without_spending_attempts(platform: Plat
     host = await _fleet_host(platform, TimerPolicy(backoff_secs=0.1, max_attempts=1, outage_delay_secs=0.3),
                              kinds={"offline": OFFLINE})
     entity = uuid.uuid4().hex
-    async with platform.db.acquire() as conn:
+    async with connection(platform.db) as conn:
         await store.set_timers(conn, host.shard_map.fleet,
                                [(logical_shard("offline", entity), "offline", entity, "ping", datetime.now(UTC), {})])
     assert await host.fire_due_timers() == 1

@@ -160,7 +160,8 @@ async def test_a_restarted_shard_fires_due_timers_without_being_called(
         ray.kill(actor, no_restart=False)
 
         async def fired() -> bool:
-            return await platform.db.fetchval("SELECT value FROM test_counters WHERE id = $1", entity) == 6
+            value = await platform.db.fetchval("SELECT value FROM test_counters WHERE id = $1", entity)
+            return bool(value == 6)
 
         assert await eventually(fired), "the restarted shard never fired the due timer"
         assert await epoch() > before, "a new incarnation took the shard's leases"
