@@ -2,7 +2,16 @@
 
 Messages of one socket are handled one at a time, in order (the socket's reading task awaits
 each), so a client's `subscribe` is answered before its next message is read. Anything refused
-is answered with an `error` carrying the same code REST would use; the socket stays open."""
+is answered with an `error` carrying the same code REST would use; the socket stays open.
+
+Two limits apply to each message. The socket's own token bucket (gateway/realtime/limits.py)
+absorbs bursts and disconnects the abusive, in memory. Then every command that makes the
+platform work - `subscribe`, `unsubscribe`, `send`, `read` and a `typing` that is forwarded - is
+counted against the user's API budget in Redis, the same one REST requests spend
+(`rl:api` `user:<id>`), so opening sockets is no way around it (one INCR round trip per
+command). Not counted: `ping`, answered from memory with nothing shared touched (a keepalive
+must not spend the budget, nor cost a Redis round trip), and a `typing` the 2-second throttle
+drops anyway. When Redis is down a command is answered `redis_unavailable`."""
 
 from __future__ import annotations
 
@@ -18,7 +27,9 @@ from gateway.realtime.connection import CLOSE_TOO_MANY_MESSAGES, Connection
 from gateway.realtime.hub import Hub
 from gateway.realtime.limits import Verdict
 from gateway.realtime.protocol import ClientMessage, Ping, Read, Send, Subscribe, Typing, Unsubscribe
-from sharehub.errors import ApiError
+from sharehub.errors import ApiError, rate_limited
+from sharehub.outages import outage_error, outage_of
+from sharehub.ratelimit import api_budget
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +54,35 @@ async def handle(hub: Hub, conn: Connection, raw: bytes | str) -> None:
             conn.send(protocol.error("rate_limited", "Too many messages; slow down.", msg_id))
             return
         message = protocol.validate(obj)
+        if _costs_work(conn, message):
+            await _spend_budget(hub, conn)
         await _HANDLERS[message.type](hub, conn, message)
     except ApiError as exc:
         conn.send(protocol.api_error(exc, msg_id))
-    except Exception:
+    except Exception as exc:
+        dependency = outage_of(exc)
+        if dependency is not None:  # redis_unavailable, database_unavailable...: an outage, not a bug
+            log.warning("%s unavailable: %s", dependency, type(exc).__name__)
+            conn.send(protocol.api_error(outage_error(dependency), msg_id))
+            return
         log.exception("websocket message failed", extra={"user_id": str(conn.claims.user_id)})
         conn.send(protocol.error("internal_error", "Something went wrong on our side.", msg_id))
+
+
+def _costs_work(conn: Connection, message: ClientMessage) -> bool:
+    """Whether the message counts against the user's API budget (see the module docstring)."""
+    if isinstance(message, Ping):
+        return False
+    if isinstance(message, Typing):
+        return time.monotonic() - conn.typing_at >= TYPING_INTERVAL_SECS
+    return True
+
+
+async def _spend_budget(hub: Hub, conn: Connection) -> None:
+    settings = hub.platform.settings
+    wait = await api_budget(hub.platform.redis, settings.api_requests_per_minute).hit(f"user:{conn.claims.user_id}")
+    if wait is not None:
+        raise rate_limited(wait, "Your request budget is spent; slow down.")
 
 
 def _channel(conn: Connection, name: str) -> protocol.ChannelRef:
