@@ -1,5 +1,6 @@
 """The deployment files parse and agree with each other: compose.yaml, cluster.yaml, the NATS config,
-the Helm chart and the Grafana dashboard. Reads files only: no Docker, no cluster, no services."""
+the Helm chart and the Grafana dashboard; and only the gateway faces the network (published
+ports, the chart's NetworkPolicies). Reads files only: no Docker, no cluster, no services."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
 from ml import serving
+from tests.unit.chart_render import RELEASE, Endpoint, allowed, load_chart, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -335,7 +337,7 @@ def test_compose_shares_the_models_volume_and_the_head_deploys_the_serve_app(com
     conditions = {name: dep["condition"] for name, dep in head["depends_on"].items()}
     assert conditions == {"migrate": "service_completed_successfully",
                           "models-init": "service_completed_successfully"}
-    assert "8000:8000" in head["ports"]
+    assert "127.0.0.1:8000:8000" in head["ports"]
 
 
 def test_cluster_yaml_deploys_the_serve_app_and_mounts_the_model_store(cluster: dict[str, Any],
@@ -350,3 +352,240 @@ def test_cluster_yaml_deploys_the_serve_app_and_mounts_the_model_store(cluster: 
     (volume,) = [opt for opt in options if opt.startswith("--volume ") and opt.endswith(f":{model_dir}")]
     host_dir = volume.split()[1].split(":")[0]
     assert any("mount -t nfs4" in c and host_dir in c for c in cluster["initialization_commands"])
+
+
+# ---------------------------------------------------------------------- exposure (docs/security.md)
+# Only the gateway's HTTP port faces clients. The Ray dashboard's job API runs any code with
+# DATABASE_URL in its environment, and whoever reaches the Ray cluster can call the shard actors
+# with any roles; Serve's HTTP, Postgres, NATS and Redis have no client-facing authentication.
+
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def published(service: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(host address, None for every interface; container port) of each port a compose service
+    publishes, from the short ("[ip:][host:]container[/proto]") or the long syntax."""
+    found: list[tuple[str | None, str]] = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            found.append((entry.get("host_ip") or None, str(entry["target"])))
+            continue
+        spec = str(entry).split("/", 1)[0]
+        host_ip = None
+        if spec.startswith("["):
+            host_ip, _, spec = spec[1:].partition("]:")
+        parts = spec.split(":")
+        if len(parts) == 3:
+            host_ip = parts[0]
+        elif len(parts) > 3 or (host_ip is not None and len(parts) != 2):
+            raise AssertionError(f"unparsed port {entry!r}")
+        found.append((host_ip or None, parts[-1]))
+    return found
+
+
+def test_published_reads_every_port_syntax() -> None:
+    service = {"ports": ["8080:8080", "9000", "127.0.0.1:8265:8265", "[::1]:8000:8000", "0.0.0.0:5432:5432/tcp",
+                         {"target": 6379, "published": 6379, "host_ip": "127.0.0.1"}, {"target": 4222}]}
+    assert published(service) == [(None, "8080"), (None, "9000"), ("127.0.0.1", "8265"), ("::1", "8000"),
+                                  ("0.0.0.0", "5432"), ("127.0.0.1", "6379"), (None, "4222")]  # noqa: S104
+
+
+def test_compose_publishes_only_the_gateway_on_every_interface(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    facing = [(name, port) for name, service in services.items() for host_ip, port in published(service)
+              if host_ip not in LOOPBACK]
+    assert facing == [("gateway", compose["x-sharehub-env"]["SHAREHUB_HTTP_PORT"])]
+    for name in ("postgres", "nats", "redis"):
+        assert not services[name].get("ports"), f"{name} must not be published at all"
+    # Host networking would publish every port a container opens, whatever `ports` says.
+    assert not [name for name, service in services.items() if service.get("network_mode") == "host"]
+
+
+def test_cluster_yaml_opens_only_the_gateway_and_keeps_the_dashboard_on_loopback(cluster: dict[str, Any]) -> None:
+    opened = [(rule["FromPort"], rule["ToPort"]) for rule in cluster["provider"]["security_group"]["IpPermissions"]]
+    assert opened == [(8080, 8080)]
+    head = " ".join(cluster["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "--dashboard-host=0" not in head
+    assert "--env SHAREHUB_SERVE_HTTP_HOST=127.0.0.1" in cluster["docker"]["run_options"]
+
+
+# The pods of the chart, by the template that makes them: its pod template is labelled with the
+# chart's selector labels plus app.kubernetes.io/component.
+POD_TEMPLATES = {"gateway-deployment.yaml": {"gateway"}, "raycluster.yaml": {"ray-head", "ray-worker"},
+                 "migrate-job.yaml": {"migrate"}, "serve-deploy-job.yaml": {"serve-deploy"}}
+COMPONENT_LABEL = re.compile(r'include "sharehub\.selectorLabels" \. \| nindent \d+ \}\}\n\s+'
+                             r"app\.kubernetes\.io/component: ([\w-]+)")
+
+
+def chart_pod(component: str, *, release: str = RELEASE) -> Endpoint:
+    return Endpoint(f"{release}/{component}", {"app.kubernetes.io/name": "sharehub",
+                                               "app.kubernetes.io/instance": release,
+                                               "app.kubernetes.io/component": component})
+
+
+GATEWAY, HEAD, WORKER = chart_pod("gateway"), chart_pod("ray-head"), chart_pod("ray-worker")
+MIGRATE, SERVE_DEPLOY = chart_pod("migrate"), chart_pod("serve-deploy")
+CHART_PODS = (GATEWAY, HEAD, WORKER, MIGRATE, SERVE_DEPLOY)
+CLIENT = Endpoint("a client on the internet", None, ip="203.0.113.7")
+NEIGHBOUR = Endpoint("another app in the namespace", {"app": "blog"})
+OTHER_RELEASE = chart_pod("serve-deploy", release="staging")
+POSTGRES = Endpoint("managed postgres", None, ip="10.20.0.5")
+ELSEWHERE = Endpoint("some other database", None, ip="10.99.0.1")
+REDIS = Endpoint("managed redis", None, ip="10.20.0.6")
+NATS = Endpoint("nats in its namespace", {"app.kubernetes.io/name": "nats"}, namespace="nats", ip="10.244.3.3")
+S3 = Endpoint("s3", None, ip="52.95.1.1")
+API_SERVER = Endpoint("kubernetes api", None, ip="10.0.0.1")
+KUBE_DNS = Endpoint("kube-dns", {"k8s-app": "kube-dns"}, namespace="kube-system", ip="10.244.0.2")
+PUBLIC_DNS = Endpoint("a public resolver", None, ip="8.8.8.8")
+PROMETHEUS = Endpoint("prometheus", {"app.kubernetes.io/name": "prometheus"}, namespace="monitoring")
+INGRESS = Endpoint("ingress controller", {"app": "ingress-nginx"}, namespace="ingress-nginx")
+BATCH = Endpoint("a trusted batch job", {"app": "pricing-batch"})
+# Ray's own ports: GCS, dashboard/job API, Ray Client, Serve's HTTP, metrics, a worker's gRPC port.
+RAY_PORTS = (6379, 8265, 10001, 8000, 8080, 10123)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged
+
+
+def network_policies(overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    chart, values = load_chart(CHART)
+    docs = render((CHART / "templates" / "networkpolicy.yaml").read_text(), deep_merge(values, overrides or {}), chart)
+    assert all((d["apiVersion"], d["kind"]) == ("networking.k8s.io/v1", "NetworkPolicy") for d in docs)
+    return docs
+
+
+def mismatches(policies: list[dict[str, Any]],
+               expected: list[tuple[Endpoint, Endpoint, int, str, bool]]) -> list[str]:
+    return [f"{src.name} -> {dst.name}:{port}/{proto}: expected {'open' if want else 'closed'}"
+            for src, dst, port, proto, want in expected if allowed(policies, src, dst, port, proto) != want]
+
+
+def test_every_pod_of_the_chart_is_one_the_policies_know() -> None:
+    for template in sorted((CHART / "templates").glob("*.yaml")):
+        text = template.read_text()
+        if "containers:" not in text:
+            continue
+        assert template.name in POD_TEMPLATES, f"{template.name} makes pods the NetworkPolicy tests do not know"
+        assert set(COMPONENT_LABEL.findall(text)) == POD_TEMPLATES[template.name], template.name
+
+
+def test_network_policies_are_on_by_default_and_only_select_the_release() -> None:
+    _, values = load_chart(CHART)
+    assert values["networkPolicy"]["enabled"] is True
+    policies = network_policies()
+    names = [p["metadata"]["name"] for p in policies]
+    assert len(names) == len(set(names))
+    release = {"app.kubernetes.io/name": "sharehub", "app.kubernetes.io/instance": RELEASE}
+    for policy in policies:
+        assert policy["spec"]["podSelector"]["matchLabels"].items() >= release.items(), policy["metadata"]["name"]
+    # A deny-all for both directions covers every pod of the release.
+    deny = [p for p in policies if not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    assert [set(p["spec"]["policyTypes"]) for p in deny] == [{"Ingress", "Egress"}]
+    assert deny[0]["spec"]["podSelector"] == {"matchLabels": release}
+    assert network_policies({"networkPolicy": {"enabled": False}}) == []
+
+
+def test_default_policies_let_clients_reach_the_gateway_and_nothing_else() -> None:
+    policies = network_policies()
+    expected: list[tuple[Endpoint, Endpoint, int, str, bool]] = [
+        (CLIENT, GATEWAY, 8080, "TCP", True),
+        (NEIGHBOUR, GATEWAY, 8080, "TCP", True),
+        # The gateway pod is a Ray node too: its raylet and workers' ports are not for clients.
+        *[(CLIENT, GATEWAY, port, "TCP", False) for port in (6379, 8000, 10123, 52365)],
+        *[(who, pod, port, "TCP", False) for who in (CLIENT, NEIGHBOUR, OTHER_RELEASE, INGRESS)
+          for pod in (HEAD, WORKER) for port in RAY_PORTS],
+        # Nothing of the release is reachable but the gateway's port.
+        *[(CLIENT, pod, 5432, "TCP", False) for pod in (MIGRATE, SERVE_DEPLOY)],
+    ]
+    assert mismatches(policies, expected) == []
+
+
+def test_default_policies_let_the_gateways_and_ray_pods_talk_and_reach_the_stores() -> None:
+    policies = network_policies()
+    members = (GATEWAY, HEAD, WORKER)
+    expected: list[tuple[Endpoint, Endpoint, int, str, bool]] = [
+        # Ray connects nodes both ways on ports it picks.
+        *[(a, b, port, "TCP", True) for a in members for b in members if a is not b for port in RAY_PORTS],
+        # The jobs are not Ray nodes: the serve-deploy Job reaches the dashboard and nothing else.
+        (SERVE_DEPLOY, HEAD, 8265, "TCP", True),
+        *[(SERVE_DEPLOY, HEAD, port, "TCP", False) for port in RAY_PORTS if port != 8265],
+        (SERVE_DEPLOY, WORKER, 8265, "TCP", False),
+        *[(MIGRATE, pod, port, "TCP", False) for pod in (HEAD, WORKER, GATEWAY) for port in RAY_PORTS],
+        (OTHER_RELEASE, HEAD, 8265, "TCP", False),
+        # Stores.
+        *[(pod, POSTGRES, 5432, "TCP", True) for pod in (GATEWAY, HEAD, WORKER, MIGRATE)],
+        (SERVE_DEPLOY, POSTGRES, 5432, "TCP", False),
+        *[(pod, NATS, 4222, "TCP", True) for pod in members],
+        *[(pod, REDIS, 6379, "TCP", True) for pod in members],
+        *[(pod, target, port, "TCP", False) for pod in (MIGRATE, SERVE_DEPLOY)
+          for target, port in ((NATS, 4222), (REDIS, 6379))],
+        # Only the gateways go further: media, mail.
+        (GATEWAY, S3, 443, "TCP", True),
+        (GATEWAY, S3, 587, "TCP", True),
+        *[(pod, S3, 443, "TCP", False) for pod in (HEAD, WORKER, MIGRATE, SERVE_DEPLOY)],
+        (HEAD, API_SERVER, 443, "TCP", False),  # no in-tree autoscaler by default
+        # Names resolve through the cluster's DNS only.
+        *[(pod, KUBE_DNS, 53, proto, True) for pod in CHART_PODS for proto in ("UDP", "TCP")],
+        (GATEWAY, PUBLIC_DNS, 53, "UDP", False),
+        # Prometheus scrapes the metrics ports and nothing else.
+        (PROMETHEUS, GATEWAY, 8080, "TCP", True),
+        (PROMETHEUS, HEAD, 8080, "TCP", True),
+        (PROMETHEUS, WORKER, 8080, "TCP", True),
+        *[(PROMETHEUS, pod, port, "TCP", False) for pod in (HEAD, WORKER) for port in RAY_PORTS if port != 8080],
+    ]
+    assert mismatches(policies, expected) == []
+
+
+def test_policy_values_narrow_and_open_exactly_what_they_say() -> None:
+    policies = network_policies({
+        "networkPolicy": {
+            "ingressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+            "postgres": {"to": [{"ipBlock": {"cidr": "10.20.0.0/24"}}]},
+            "serveHttpFrom": [{"podSelector": {"matchLabels": {"app": "pricing-batch"}}}],
+            "dashboardFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ray-system"}}}],
+            "apiServer": {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
+        },
+        "rayCluster": {"enableInTreeAutoscaling": True},
+    })
+    operator_pod = Endpoint("kuberay operator", {"app": "kuberay"}, namespace="ray-system")
+    expected: list[tuple[Endpoint, Endpoint, int, str, bool]] = [
+        (CLIENT, GATEWAY, 8080, "TCP", False),
+        (INGRESS, GATEWAY, 8080, "TCP", True),
+        (INGRESS, HEAD, 8265, "TCP", False),
+        (GATEWAY, POSTGRES, 5432, "TCP", True),
+        (GATEWAY, ELSEWHERE, 5432, "TCP", False),
+        (BATCH, HEAD, 8000, "TCP", True),
+        (BATCH, WORKER, 8000, "TCP", True),
+        *[(BATCH, HEAD, port, "TCP", False) for port in RAY_PORTS if port != 8000],
+        (operator_pod, HEAD, 8265, "TCP", True),
+        (operator_pod, HEAD, 6379, "TCP", False),
+        (HEAD, API_SERVER, 443, "TCP", True),
+        (HEAD, API_SERVER, 6443, "TCP", True),
+        (WORKER, API_SERVER, 443, "TCP", False),
+    ]
+    assert mismatches(policies, expected) == []
+
+
+def test_gateways_that_are_not_ray_nodes_reach_only_the_ray_client_port() -> None:
+    policies = network_policies({"gateway": {"joinRayCluster": False}})
+    expected: list[tuple[Endpoint, Endpoint, int, str, bool]] = [
+        (GATEWAY, HEAD, 10001, "TCP", True),
+        *[(GATEWAY, HEAD, port, "TCP", False) for port in RAY_PORTS if port != 10001],
+        *[(GATEWAY, WORKER, port, "TCP", False) for port in RAY_PORTS],
+        *[(pod, GATEWAY, port, "TCP", False) for pod in (HEAD, WORKER) for port in RAY_PORTS],
+        (HEAD, WORKER, 10123, "TCP", True),
+        (CLIENT, GATEWAY, 8080, "TCP", True),
+    ]
+    assert mismatches(policies, expected) == []
+
+
+def test_the_ray_head_service_stays_inside_the_cluster() -> None:
+    ray = (CHART / "templates" / "raycluster.yaml").read_text()
+    assert re.search(r"^  headGroupSpec:\n(?:\s+#.*\n)*    serviceType: ClusterIP$", ray, re.MULTILINE)
+    for template in (CHART / "templates").glob("*.yaml"):
+        assert not re.search(r"type:\s*(LoadBalancer|NodePort)", template.read_text()), template.name
