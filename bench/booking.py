@@ -16,8 +16,9 @@ the same request bodies and the same users' access tokens, on the same Postgres 
 
 What differs, on purpose or not: the baseline skips the gateway's other middlewares (request id,
 metrics, the rate limit counter in Redis, CORS, security headers) and the reads the rentals route
-does around the command (the renter's open requests before it; the rental and its history after
-it, for the response - the baseline answers from memory); it writes no `processed_commands` row,
+does around the command (the renter's held rentals before it - a count in Postgres and an in-flight
+counter in Redis -; the rental and its history after it, for the response - the baseline answers
+from memory); it writes no `processed_commands` row,
 does not update the listing row, and waits for a free Redis connection where the platform's client
 would fail the request (see `serve_baseline`). Neither server writes an access log (the gateway runs
 at WARNING). The gateway's outbox relay publishes both paths' events to NATS; every run starts with
@@ -440,6 +441,9 @@ def _server_env(urls: ServiceUrls, keys: Path, pool: int) -> dict[str, str]:
         # One client address sends everything: the per-client budget is not what is measured
         # (the gateway still counts every request in Redis).
         "SHAREHUB_API_REQUESTS_PER_MINUTE": "100000000", "SHAREHUB_LOGIN_FAILURES_PER_IP": "1000000",
+        # Each client is one renter booking far more than a renter may hold: the caps on held
+        # dates are not what is measured either (the gateway still counts them per request).
+        "SHAREHUB_MAX_OPEN_RENTALS_PER_RENTER": "100000000", "SHAREHUB_MAX_OPEN_RENTALS_PER_LISTING": "100000000",
         "SHAREHUB_LOG_LEVEL": "WARNING", "SHAREHUB_DB_POOL_MAX": str(pool),
     })
     return env

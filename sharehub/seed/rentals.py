@@ -99,8 +99,10 @@ SAME_CITY_RENTER = 0.85
 INTERESTED_RENTER = 0.75
 INTERESTS = 3  # categories per renter, drawn by popularity
 MULTI_UNIT_REQUESTS = 0.2  # of requests on listings with several identical items
-# As gateway/routes/rentals.py allows: a renter's requests waiting for an answer.
-MAX_OPEN_REQUESTS = 10
+# As the gateway allows (Settings.max_open_rentals_per_renter / _per_listing): rentals a renter
+# holds that have not started, requested or accepted, in all and on one listing.
+MAX_UNSTARTED_RENTALS = 10
+MAX_UNSTARTED_ON_LISTING = 2
 # Draws in a row that find no free units (or no renter) before the listings count as full.
 MAX_MISSES = 2000
 # With this many rentals or more, the first ones make sure the demo shows every open state.
@@ -210,7 +212,8 @@ class _Histories:
         self.first_day = local_day(now) - timedelta(days=HISTORY_DAYS)
         self.days = HISTORY_DAYS + FUTURE_DAYS + 1
         self.policies = policies
-        self.open_requests: Counter[uuid.UUID] = Counter()
+        self.unstarted: Counter[uuid.UUID] = Counter()
+        self.unstarted_here: Counter[tuple[uuid.UUID, uuid.UUID]] = Counter()
         by_listing: dict[uuid.UUID, list[tuple[int, Hold]]] = defaultdict(list)
         for h in holds:
             by_listing[h["listing_id"]].append((h["unit_no"], Hold(h["start"], h["until"], str(h["rental_id"]))))
@@ -400,10 +403,12 @@ class _Histories:
         rental_id = seeded_uuid(self.rng)
         seeded = self._play(listing, rental_id, renter, period=period, units=tuple(free[:quantity]),
                             requested=requested, plan=plan or self._plan(listing, period))
-        if seeded.status == "requested":
-            if self.open_requests[renter] >= MAX_OPEN_REQUESTS:
+        if seeded.status in ("requested", "accepted") and period.start > self.now:
+            here = (renter, listing.id)
+            if self.unstarted[renter] >= MAX_UNSTARTED_RENTALS or self.unstarted_here[here] >= MAX_UNSTARTED_ON_LISTING:
                 return None
-            self.open_requests[renter] += 1
+            self.unstarted[renter] += 1
+            self.unstarted_here[here] += 1
         # The whole period stays taken for later draws, even when this rental released it.
         self.calendars[listing.id] = calendar.with_hold(free[:quantity], Hold(period.start, until, str(rental_id)))
         return seeded

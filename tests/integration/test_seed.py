@@ -139,6 +139,20 @@ async def _check_bookings_and_timers(db: asyncpg.Pool, rentals: list[asyncpg.Rec
             assert waiting[0]["fire_at"] == r["expires_at"]
 
 
+async def test_seeded_renters_hold_no_more_dates_than_the_gateway_allows(platform: Platform) -> None:
+    """Few renters, many rentals, a few listings: without the caps the busiest renters would hold
+    far more rentals that have not started than anyone could book through the API."""
+    now = datetime.now(UTC)
+    await seed_database(platform.db, users=8, listings=40, rentals=1200, seed=6262, now=now)
+    unstarted = await platform.db.fetch(
+        """SELECT r.renter_id, r.listing_id FROM rentals r JOIN users u ON u.id = r.renter_id
+           WHERE u.email LIKE $1 AND r.status IN ('requested', 'accepted') AND r.start_at > $2""",
+        _seeded(6262), now)
+    assert len(unstarted) >= 10
+    assert max(Counter(r["renter_id"] for r in unstarted).values()) <= 10
+    assert max(Counter((r["renter_id"], r["listing_id"]) for r in unstarted).values()) <= 2
+
+
 async def test_cheaper_listings_get_more_bookings(platform: Platform) -> None:
     await seed_database(platform.db, users=80, listings=800, rentals=2500, seed=6161)
     rows = await platform.db.fetch(
