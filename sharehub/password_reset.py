@@ -36,10 +36,11 @@ def _token_hash(token: str) -> bytes:
 async def request_reset(platform: Platform, *, email: str, ip: str) -> None:
     limiter = SlidingWindowLog(platform.redis, prefix="rl:reset:ip",
                                limit=platform.settings.password_resets_per_ip_per_hour, window_secs=3600)
-    wait = await limiter.retry_after(ip)
-    if wait is not None:
-        raise rate_limited(wait, "Too many password reset requests; try again later.")
-    await limiter.record(ip)
+    # The slot is taken before anything else (one script: trim, count, add), so a parallel burst
+    # gets exactly the limit - a check followed by a record would let it through.
+    taken = await limiter.reserve(ip)
+    if isinstance(taken, int):
+        raise rate_limited(taken, "Too many password reset requests; try again later.")
     await password_resets.record_request(platform.db, normalise_email(email))
 
 
@@ -55,9 +56,8 @@ async def process_requests(platform: Platform) -> int:
                 continue
             # A flood of requests for one address must not become a flood of e-mails to it.
             subject_key = hashlib.sha256(email.encode()).hexdigest()[:32]
-            if await account_limit.retry_after(subject_key) is not None:
+            if isinstance(await account_limit.reserve(subject_key), int):
                 continue
-            await account_limit.record(subject_key)
             token = secrets.token_urlsafe(32)
             await password_resets.create_token(conn, token_hash=_token_hash(token), user_id=user.id,
                                                ttl_secs=TOKEN_TTL_SECS)

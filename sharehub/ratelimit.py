@@ -69,31 +69,6 @@ class SlidingWindowLog:
         """Take a slot now (a Reservation), or the seconds until one frees (an int)."""
         return await reserve_together(self.redis, [(self, subject)])
 
-    async def retry_after(self, subject: str) -> int | None:
-        """Seconds until one more event is allowed, or None if it is allowed now. (Read-only: a
-        check followed by `record` lets a parallel burst through - use `reserve` to limit.)"""
-        key = self.key(subject)
-        now = time.time()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(key, 0, now - self.window_secs)
-            pipe.zcard(key)
-            pipe.zrange(key, 0, 0, withscores=True)
-            _, count, oldest = await pipe.execute()
-        if count < self.limit:
-            return None
-        oldest_time = oldest[0][1] if oldest else now
-        return max(1, math.ceil(oldest_time + self.window_secs - now))
-
-    async def record(self, subject: str) -> None:
-        key = self.key(subject)
-        now = time.time()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {_entry(now): now})
-            # Keep the set bounded even under a flood: only the newest `limit` entries matter.
-            pipe.zremrangebyrank(key, 0, -(self.limit + 1))
-            pipe.expire(key, self.window_secs)
-            await pipe.execute()
-
     async def reset(self, subject: str) -> None:
         await self.redis.delete(self.key(subject))
 

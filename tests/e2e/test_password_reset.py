@@ -7,6 +7,7 @@ import email
 import email.policy
 import re
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,22 @@ async def test_reset_requests_are_rate_limited_per_client(platform: Platform) ->
             for _ in range(21)
         ]
         assert statuses[:20] == [202] * 20 and statuses[20] == 429
+
+
+async def test_a_parallel_burst_of_reset_requests_gets_exactly_the_limit(platform: Platform) -> None:
+    """The slot is taken before the request is recorded: a check-then-record limiter lets a
+    parallel burst through."""
+    from aiohttp.test_utils import TestServer
+
+    from gateway.app import build_app
+
+    settings = replace(platform.settings, trust_forwarded_for=True, password_resets_per_ip_per_hour=5)
+    async with TestClient(TestServer(build_app(replace(platform, settings=settings)))) as client:
+        ip = {"X-Forwarded-For": f"198.51.100.{uuid.uuid4().int % 200 + 20}"}
+
+        async def ask() -> int:
+            resp = await client.post("/api/v1/auth/password-reset", json={"email": unique_email()}, headers=ip)
+            return resp.status
+
+        statuses = await asyncio.gather(*(ask() for _ in range(30)))
+    assert sorted(statuses) == [202] * 5 + [429] * 25
