@@ -4,7 +4,10 @@
     .venv/bin/python bench/ws.py --connections 2000 --fanout 500 --updates 10   # a quick look
 
 The gateway (`sharehub gateway`) runs in its own process; the clients run in this one, on a lean
-websocket client (bench/wsclient.py) that stamps every frame on arrival. The baseline is a
+websocket client (bench/wsclient.py) that stamps every frame on arrival. Not on the `websockets`
+library the tests use: bench/ws_clients.py measured its clients at 2-3x the CPU per frame (even its
+Sans-I/O protocol driven the same lean way), and with it the burst phase below measured the client
+(~340 000 deliveries/s) rather than the gateway (~540 000 with the lean client, same machine). The baseline is a
 minimal aiohttp server (`--serve-baseline`) with the same handshake auth and the same NATS
 subscriptions that broadcasts the way most chat tutorials do: for each event, await each
 socket's send in turn. Both run on the same embedded stack, one after the other.
@@ -286,7 +289,7 @@ async def hold_watchers(port: int, tokens: list[str], count: int, channel: str) 
 async def run_holder() -> None:
     """`--hold-watchers`: read the spec from stdin, hold the sockets, say "ready", wait for EOF."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=2**24)  # the spec line holds every watcher token
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     spec = orjson.loads(await reader.readline())
     clients = await open_sockets(spec["port"], spec["tokens"], spec["count"], Recorder(),
@@ -578,7 +581,9 @@ def main() -> None:
     parser.add_argument("--chat-secs", type=float, default=10.0)
     parser.add_argument("--chat-background", type=int, default=1000,
                         help="watchers of a listing updated every 0.5 s during the chat phase")
-    parser.add_argument("--watcher-users", type=int, default=50, help="distinct users behind the watchers")
+    # The gateway lets one user hold SHAREHUB_WS_SOCKETS_PER_USER sockets (20): 10 000 sockets
+    # need at least 500 users behind them.
+    parser.add_argument("--watcher-users", type=int, default=1000, help="distinct users behind the watchers")
     parser.add_argument("--send-queue", type=int, default=1024, help="the gateway's per-connection queue")
     parser.add_argument("--strict", action="store_true", help="wait for every fan-out delivery")
     opts = parser.parse_args()

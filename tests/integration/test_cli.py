@@ -76,7 +76,7 @@ async def test_sharehub_run_seeds_a_given_database_only_with_demo(settings: Sett
         assert await db.fetchval("SELECT count(*) FROM schema_migrations") > 0  # migrated all the same
         empty = await db.fetchrow("SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM listings) "
                                   "AS listings, (SELECT count(*) FROM rentals) AS rentals")
-        assert dict(empty) == {"users": 0, "listings": 0, "rentals": 0}
+        assert empty is not None and dict(empty) == {"users": 0, "listings": 0, "rentals": 0}
         assert not (tmp_path / "demo-credentials.json").exists()
 
         accounts = await prepare_database(given, demo=seeds_demo(given, demo=True))
