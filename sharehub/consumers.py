@@ -11,8 +11,8 @@ events (the entity an event is about; every payload carries its channel's gap-fr
   two processes with events of one entity take turns here;
 - seq at or below the position: a redelivery, acked;
 - an earlier event of the channel that this consumer subscribes to is not applied yet (the outbox
-  says which there were): the event is early and goes back with a short, growing delay - not a
-  failure;
+  says which there were): the event is early and goes back with a short delay (a longer one
+  while that earlier event is failing or long missing) - not a failure;
 - otherwise the handler runs inside that transaction and the position moves to seq; commit, ack.
 
 Nothing waits for an event the consumer will never receive: one published before the consumer's
@@ -58,10 +58,16 @@ _FETCH_WAIT_SECS = 1.0
 _ACK_WAIT_SECS = 30.0
 # A poison event is retried this often, then left for an operator (logged, counted, acked).
 MAX_FAILURES = 20
-# An early event comes back after 50 ms, 100 ms, ... at most 5 s: its predecessor is usually a
-# few milliseconds behind (published concurrently, or in another process's hands).
-_EARLY_FIRST_DELAY_SECS = 0.05
-_EARLY_MAX_DELAY_SECS = 5.0
+# An early event comes back after 20 ms, 40 ms, ... at most 200 ms: its predecessor is usually a
+# few milliseconds behind (published concurrently, or in another process's hands). The cap is
+# low because a burst on one entity is a chain - each event waits for the one before it - and a
+# long chain pays the delay once per link (with a 5 s cap, 24 quick chat messages took 20 s).
+_EARLY_DELAY_STEP_SECS = 0.02
+_EARLY_MAX_DELAY_SECS = 0.2
+# A channel whose next event is failing (retried with backoff) or has been missing this long is
+# stalled: the events behind it are asked about every `_STALLED_DELAY_SECS` only.
+_STALLED_AFTER_SECS = 2.0
+_STALLED_DELAY_SECS = 2.0
 # How long a channel waits for a published event that never arrives before going on without it.
 # Longer than ack_wait: an event held by a process that died is redelivered after ack_wait.
 PATIENCE_SECS = 120.0
@@ -86,7 +92,8 @@ class Consumer:
 class Outcome(enum.Enum):
     APPLIED = "ok"
     DUPLICATE = "duplicate"
-    EARLY = "early"
+    EARLY = "early"  # an earlier event is on its way
+    STALLED = "stalled"  # an earlier event is failing, or long missing
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,8 @@ async def apply_in_order(consumer: Consumer, event: dict[str, Any], horizon: dat
             patient = missing.unpublished or missing.failing or (position.waited_secs or 0.0) < PATIENCE_SECS
             if patient:
                 await positions.wait(conn, key)
-                return Outcome.EARLY
+                stalled = missing.failing or (position.waited_secs or 0.0) >= _STALLED_AFTER_SECS
+                return Outcome.STALLED if stalled else Outcome.EARLY
             log.warning("consumer %s stops waiting for %s:%s seq %d (missing for %.0f s); applies seq %d",
                         consumer.name, channel.kind, channel.entity_id, missing.seq, position.waited_secs,
                         channel.seq)
@@ -267,7 +275,9 @@ async def _deliver(consumer: Consumer, horizon: datetime, message: Msg, event: d
         return
     CONSUMED.labels(consumer.name, outcome.value).inc()
     if outcome is Outcome.EARLY:
-        await message.nak(delay=min(_EARLY_MAX_DELAY_SECS, _EARLY_FIRST_DELAY_SECS * 2 ** min(delivered - 1, 16)))
+        await message.nak(delay=min(_EARLY_MAX_DELAY_SECS, _EARLY_DELAY_STEP_SECS * delivered))
+    elif outcome is Outcome.STALLED:
+        await message.nak(delay=_STALLED_DELAY_SECS)
     else:
         await message.ack()
 

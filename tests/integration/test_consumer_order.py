@@ -188,7 +188,7 @@ async def test_a_failing_event_holds_the_later_ones_until_it_is_given_up(platfor
         await platform.db.execute(
             "UPDATE consumer_positions SET waiting_since = now() - interval '1 day' WHERE consumer = $1",
             consumer.name)
-        assert await apply_in_order(consumer, after, LONG_AGO) is Outcome.EARLY
+        assert await apply_in_order(consumer, after, LONG_AGO) is Outcome.STALLED
     with pytest.raises(RuntimeError):
         await apply_in_order(consumer, poison, LONG_AGO)
     assert await count_failure(consumer, poison, delivered=1) == MAX_FAILURES  # given up
