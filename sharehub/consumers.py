@@ -156,7 +156,8 @@ async def apply_in_order(consumer: Consumer, event: dict[str, Any], horizon: dat
         if missing is not None:
             patient = missing.unpublished or missing.failing or (position.waited_secs or 0.0) < PATIENCE_SECS
             if patient:
-                await positions.wait(conn, key)
+                if position.waited_secs is None:
+                    await positions.wait(conn, key)
                 stalled = missing.failing or (position.waited_secs or 0.0) >= _STALLED_AFTER_SECS
                 return Outcome.STALLED if stalled else Outcome.EARLY
             log.warning("consumer %s stops waiting for %s:%s seq %d (missing for %.0f s); applies seq %d",

@@ -169,9 +169,15 @@ async def test_a_missing_event_is_waited_for_only_so_long(platform: Platform) ->
     _, second = await _events(platform, entity, ["stepped", "stepped"])
     assert await apply_in_order(consumer, second, LONG_AGO) is Outcome.EARLY
     assert await apply_in_order(consumer, second, LONG_AGO) is Outcome.EARLY
-    await platform.db.execute(
-        """UPDATE consumer_positions SET waiting_since = now() - make_interval(secs => $3)
-            WHERE consumer = $1 AND entity_id = $2""", consumer.name, entity, PATIENCE_SECS + 1)
+
+    async def waited(secs: float) -> None:
+        await platform.db.execute(
+            """UPDATE consumer_positions SET waiting_since = now() - make_interval(secs => $3)
+                WHERE consumer = $1 AND entity_id = $2""", consumer.name, entity, secs)
+
+    await waited(5)  # not on its way after all: asked about less often
+    assert await apply_in_order(consumer, second, LONG_AGO) is Outcome.STALLED
+    await waited(PATIENCE_SECS + 1)
     assert await apply_in_order(consumer, second, LONG_AGO) is Outcome.APPLIED
     assert await _applied(platform, consumer, entity) == [2]
 
