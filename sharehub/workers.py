@@ -14,6 +14,7 @@ from sharehub.mailer import send_due
 from sharehub.password_reset import process_requests
 from sharehub.platform import Platform
 from storage.channels import purge_published
+from storage.consumer_positions import purge_idle
 from storage.idempotency import purge_expired
 from storage.runtime import purge_processed
 
@@ -35,6 +36,8 @@ async def run_background_workers(platform: Platform, stop: asyncio.Event) -> Non
                 await purge_published(platform.db)
                 # Command results and consumed-event marks past every retry horizon.
                 await purge_processed(platform.db, platform.settings.dedup_retention_secs)
+                # Consumers' per-entity positions of channels quiet past the outbox's retention.
+                await purge_idle(platform.db)
                 purged_at = time.monotonic()
         except Exception:
             # A dependency hiccup must not kill the loop; the work stays queued for the next turn.
