@@ -105,16 +105,26 @@ def relations_of(role: Role, kind: Kind, state: str) -> tuple[Relation, ...]:
     return (*parties, "other")
 
 
+def gate(access: Access, role: Role) -> Outcome | None:
+    """What the gateway answers `role` before any handler runs (gateway/middleware.py
+    `authenticate`): 401 without a token where one is required, 403 for a role outside the
+    route's roles; None when the call gets through to the handler."""
+    if access.authenticated and role == "anonymous":
+        return UNAUTHENTICATED
+    if access.roles and not access.roles & TOKEN_ROLES[role]:
+        return FORBIDDEN
+    return None
+
+
 def expected(access: Access, rule: Rule) -> dict[Cell, Outcome]:
     """Every cell of one rule: generated from the route's access where the gateway decides
     before the handler runs, from the hand-written rule everywhere else."""
     cells: dict[Cell, Outcome] = {}
     for role in ROLES:
+        refused = gate(access, role)
         for relation in relations_of(role, rule.kind, rule.state):
-            if access.authenticated and role == "anonymous":
-                cells[role, relation] = UNAUTHENTICATED
-            elif access.roles and not access.roles & TOKEN_ROLES[role]:
-                cells[role, relation] = FORBIDDEN
+            if refused is not None:
+                cells[role, relation] = refused
             elif role in rule.outcomes.get(relation, {}):
                 cells[role, relation] = rule.outcomes[relation][role]
             else:
@@ -221,8 +231,12 @@ RULES: tuple[Rule, ...] = (
           kind="listing", state="draft", own=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
     _rule("DELETE", _L, "The owner archives a listing, and staff take any listing down; others get 404.",
           kind="listing", state="published", own=everyone(ALLOWED), other=split(HIDDEN, ALLOWED)),
+    _rule("DELETE", _L, "The author throws a draft away, and staff take any listing down; to others it does "
+          "not exist.", kind="listing", state="draft", own=everyone(ALLOWED), other=split(HIDDEN, ALLOWED)),
     _rule("POST", f"{_L}/archive", "The owner archives a listing, and staff take any listing down; others 404.",
           kind="listing", state="published", own=everyone(ALLOWED), other=split(HIDDEN, ALLOWED)),
+    _rule("POST", f"{_L}/archive", "The author throws a draft away, and staff take any listing down; to others "
+          "it does not exist.", kind="listing", state="draft", own=everyone(ALLOWED), other=split(HIDDEN, ALLOWED)),
     _rule("POST", f"{_L}/submit", "Only the author submits a draft for review; staff 403, others 404.",
           kind="listing", state="draft", own=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
     _rule("POST", f"{_L}/pause", "Only the owner pauses a listing; staff 403, others 404.",
@@ -231,6 +245,8 @@ RULES: tuple[Rule, ...] = (
           kind="listing", state="paused", own=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
     _rule("PUT", f"{_L}/blocked-periods", "Only the owner blocks days of a listing; staff 403, others 404.",
           kind="listing", state="published", own=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
+    _rule("PUT", f"{_L}/blocked-periods", "Only the author blocks days of a draft; staff 403, others 404 (it is "
+          "hidden).", kind="listing", state="draft", own=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
     _rule("GET", "/api/v1/moderation/listings", "Staff read the review queue.", none=everyone(ALLOWED)),
     _rule("POST", "/api/v1/moderation/listings/{listing_id}/approve",
           "Staff approve others' listings, never their own (403: no one reviews their own work).",

@@ -1,5 +1,6 @@
 """api/openapi.yaml and the server agree: same operations, valid spec, served with Swagger UI
-from local assets; schemathesis fuzzes every operation against a live gateway process."""
+from local assets; schemathesis fuzzes every operation against a live gateway process, once per
+role (anonymous, user, owner, moderator, admin), held to what the authorization matrix allows."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,8 @@ from gateway.app import ROUTE_TABLES
 from sharehub import accounts
 from sharehub.config import REPO_ROOT
 from sharehub.platform import Platform
+from tests.authorization import ROLES, TOKEN_ROLES, Role, routes
+from tests.fuzz_config import RoleRun
 from tests.helpers import STRONG_PASSWORD, unique_email
 
 SPEC_PATH = REPO_ROOT / "api" / "openapi.yaml"
@@ -80,10 +84,13 @@ async def test_spec_and_swagger_ui_are_served_without_a_cdn(client: TestClient[A
         assert (await client.get(asset)).status == 200, asset
 
 
-async def _admin_token(platform: Platform, base: str) -> str:
-    email = unique_email("fuzz-admin")
+async def _token(platform: Platform, base: str, role: Role) -> str | None:
+    """A login of a new account with `role`'s roles, at the live gateway (None: anonymous)."""
+    if role == "anonymous":
+        return None
+    email = unique_email(f"fuzz-{role}")
     await accounts.create_user(platform, email=email, password=STRONG_PASSWORD, display_name="Fuzz",
-                               roles=frozenset({"admin"}))
+                               roles=TOKEN_ROLES[role])
     async with aiohttp.ClientSession() as http:
         resp = await http.post(f"{base}/api/v1/auth/login", json={"email": email, "password": STRONG_PASSWORD})
         token: str = (await resp.json())["access_token"]
@@ -104,47 +111,65 @@ ast.parse = _parse_one_at_a_time
 runpy.run_module("schemathesis.cli", run_name="__main__", alter_sys=True)
 """
 
+# Examples per operation that the role may reach (operations the gateway refuses it get
+# tests/fuzz_config.py REFUSED_EXAMPLES). Admins reach every operation, so theirs is the full run,
+# every phase; the other roles' runs add what only they meet (their own objects and other people's,
+# the refusals) with fewer examples and without the coverage phase, whose boundary values of each
+# schema the admin run has already sent: five roles cost about twice what one did.
+MAX_EXAMPLES: dict[Role, int] = {"admin": 25, "moderator": 8, "owner": 8, "user": 8, "anonymous": 5}
+PHASES: dict[Role, str] = {role: "examples,fuzzing,stateful" for role in ROLES} | {
+    "admin": "examples,coverage,fuzzing,stateful"}
+# Calls that can end the login they use; each sends a login of its own (another account of the
+# same role, so that a session id listed with the run's token is not one of its own).
+LOGIN_ENDERS = {("POST", "/api/v1/auth/logout"), ("DELETE", "/api/v1/auth/sessions/{session_id}")}
+# An admin setting roles or status can end any admin's logins, the run's own included (its id
+# is one `GET /api/v1/users/me` away): those two run apart, on a login of their own.
+ADMIN_ONLY_RUN = {("PUT", "/api/v1/admin/users/{user_id}/roles"), ("PUT", "/api/v1/admin/users/{user_id}/status")}
 
-def _schemathesis(base: str, token: str, *filters: str) -> subprocess.CompletedProcess[str]:
+
+def _schemathesis(base: str, config: Path, role: Role) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable, "-c", _SCHEMATHESIS_CLI,
-            "--config-file", str(REPO_ROOT / "tests" / "schemathesis.toml"),
+            "--config-file", str(config),
             "run", str(SPEC_PATH),
             "--url", base,
             "--checks", "all",
-            "--header", f"Authorization: Bearer {token}",
-            "--max-examples", "25",
+            "--max-examples", str(MAX_EXAMPLES[role]),
+            "--phases", PHASES[role],
             "--workers", "2",
             "--seed", "20261127",
             "--suppress-health-check", "all",
-            *filters,
         ],
         capture_output=True, text=True, timeout=900, check=False,
     )
 
 
+async def _runs(platform: Platform, base: str, role: Role) -> list[RoleRun]:
+    token = await _token(platform, base, role)
+    if token is None:
+        return [RoleRun(role, None)]
+    own = {operation: await _token(platform, base, role) or "" for operation in LOGIN_ENDERS}
+    if role != "admin":
+        return [RoleRun(role, token, own_tokens=own)]
+    everything = set(routes(ROUTE_TABLES))
+    return [RoleRun(role, token, enabled=everything - ADMIN_ONLY_RUN, own_tokens=own),
+            RoleRun(role, await _token(platform, base, role), enabled=ADMIN_ONLY_RUN)]
+
+
 @pytest.mark.usefixtures("search_replica", "ml_serving")  # search and ml-core answer for real, not 503
-async def test_schemathesis_finds_no_failures(platform: Platform, live_gateway: str) -> None:
-    """Every operation, generated valid and invalid inputs, as an admin: no 5xx, and every
-    response (status, content type, headers, body) matches the spec. Operations that can end the
-    fuzzer's own login (logout, ending a session, changing its own roles or status) each run on
-    a login of their own, so the others keep being tested authenticated."""
-    login_enders = r"^/api/v1/(auth/logout|auth/sessions/\{session_id\}|admin/users/\{user_id\}/(roles|status))$"
-    runs = [
-        ("--exclude-path-regex", login_enders),
-        ("--include-path", "/api/v1/auth/logout"),
-        ("--include-path", "/api/v1/auth/sessions/{session_id}"),
-        # schemathesis' coverage phase crashes inside the tool itself on these two operations
-        # ("SystemError: AST constructor recursion depth mismatch", a CPython 3.11.7 bug), so
-        # they get the other three phases.
-        ("--include-path-regex", r"^/api/v1/admin/users/\{user_id\}/(roles|status)$",
-         "--phases", "examples,fuzzing,stateful"),
-    ]
+@pytest.mark.parametrize("role", ROLES)
+async def test_schemathesis_finds_no_failures(platform: Platform, live_gateway: str, tmp_path: Path,
+                                              role: Role) -> None:
+    """Every operation, generated valid and invalid inputs, as `role`: no 5xx; every response
+    (status, content type, headers, body) matches the spec; and a valid request gets only what
+    the authorization matrix allows this role (tests/authorization.py) or a documented business
+    refusal (tests/schemathesis.toml) - a 2xx where the role must be refused fails the run."""
     tested_total = 0
-    for filters in runs:
-        token = await _admin_token(platform, live_gateway)
-        result = await asyncio.to_thread(_schemathesis, live_gateway, token, *filters)
+    for number, run in enumerate(await _runs(platform, live_gateway, role)):
+        config = tmp_path / f"schemathesis-{role}-{number}.toml"
+        config.write_text(run.config(ROUTE_TABLES))
+        result = await asyncio.to_thread(_schemathesis, live_gateway, config, role)
         assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
         tested = re.search(r"Tested: (\d+)", result.stdout)
         assert tested and int(tested.group(1)) > 0, result.stdout[-3000:]
