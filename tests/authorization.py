@@ -4,8 +4,8 @@ For every route in `gateway.app.ROUTE_TABLES`, every caller - anonymous, user, o
 admin - and every relation the caller can stand in to the object the route acts on (its own, a
 rental or chat it takes part in as renter or lender, someone else's, or no object at all), the
 matrix says what must happen: `ALLOWED` (2xx; 101 for the websocket upgrade), 401, 403, or 404
-(the object is hidden: the caller must not learn that it exists) - or, in two cells, the business
-refusal that is the product's rule for that relation (renting or chatting about one's own listing).
+(the object is hidden: the caller must not learn that it exists) - or, for one's own listing, the
+product's refusal to rent it (409) or to open a chat about it (422).
 
 What follows from the route table is generated (`expected`): an anonymous caller of an
 AUTHENTICATED route gets 401 and a role outside a route's `any_role(...)` gets 403, before any
