@@ -5,9 +5,9 @@
 
 The gateway (`sharehub gateway`) runs in its own process; the clients run in this one, on a lean
 websocket client (bench/wsclient.py) that stamps every frame on arrival. Not on the `websockets`
-library the tests use: bench/ws_clients.py measured its clients at 2-3x the CPU per frame (even its
-Sans-I/O protocol driven the same lean way), and with it the burst phase below measured the client
-(~340 000 deliveries/s) rather than the gateway (~540 000 with the lean client, same machine). The baseline is a
+library the tests use: its asyncio client costs ~3.5x the CPU per frame (bench/ws_clients.py), and
+even its Sans-I/O protocol in the same lean shape (1.3-1.7x) moved this benchmark's fan-out tail
+and burst rate towards the client's own cost (numbers in bench/wsclient.py). The baseline is a
 minimal aiohttp server (`--serve-baseline`) with the same handshake auth and the same NATS
 subscriptions that broadcasts the way most chat tutorials do: for each event, await each
 socket's send in turn. Both run on the same embedded stack, one after the other.
