@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import asyncpg
 
 from sharehub.config import Settings
 from sharehub.platform import Platform
+from sharehub.security.passwords import verify_password
 from storage.users import get_user_by_email
 from tests.helpers import STRONG_PASSWORD, unique_email
 
@@ -78,9 +80,20 @@ async def test_sharehub_run_seeds_a_given_database_only_with_demo(settings: Sett
                                   "AS listings, (SELECT count(*) FROM rentals) AS rentals")
         assert empty is not None and dict(empty) == {"users": 0, "listings": 0, "rentals": 0}
         assert not (tmp_path / "demo-credentials.json").exists()
+        # Another database's demo accounts were kept here before (an embedded `make run`).
+        elsewhere = [{"email": "admin@sharehub.local", "password": "demo-of-another-database", "roles": "admin"}]
+        (tmp_path / "demo-credentials.json").write_text(json.dumps(elsewhere))
 
         accounts = await prepare_database(given, demo=seeds_demo(given, demo=True))
         assert {a["email"] for a in accounts} == {"admin@sharehub.local", "moderator@sharehub.local"}
+        assert "demo-of-another-database" not in {a["password"] for a in accounts}
+        for account in accounts:  # what is printed logs in to this database
+            hashed = await db.fetchval("SELECT password_hash FROM users WHERE email = $1", account["email"])
+            assert verify_password(hashed, account["password"])
+        # Both databases' passwords are kept; a later start shows this database's again.
+        kept = json.loads((tmp_path / "demo-credentials.json").read_text())
+        assert elsewhere[0] in kept and all(a in kept for a in accounts)
+        assert await prepare_database(given, demo=True) == accounts
         admin = await db.fetchrow("SELECT roles FROM users WHERE email = 'admin@sharehub.local'")
         assert admin is not None and set(admin["roles"]) >= {"admin", "moderator"}
         assert await db.fetchval("SELECT count(*) FROM users") > len(accounts)
