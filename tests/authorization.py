@@ -310,9 +310,8 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", f"{_C}/messages", "The parties write; staff read but do not write (403); others 404.",
           kind="chat", renter=everyone(ALLOWED), lender=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
     _rule("POST", f"{_C}/read",
-          "Only the two parties have read markers; for anyone else, staff included, there is none to move (404, "
-          "as api/openapi.yaml documents).",
-          kind="chat", renter=everyone(ALLOWED), lender=everyone(ALLOWED), other=everyone(HIDDEN)),
+          "Only the two parties have read markers; staff see the room but keep none (403); others 404.",
+          kind="chat", renter=everyone(ALLOWED), lender=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
     _rule("POST", f"{_C}/typing", "The parties type; staff do not write (403); others 404.",
           kind="chat", renter=everyone(ALLOWED), lender=everyone(ALLOWED), other=split(HIDDEN, FORBIDDEN)),
     # ---------------------------------------------------------------- notifications, realtime

@@ -137,6 +137,9 @@ async def test_only_parties_write_and_moderators_only_read(client: Client, platf
     resp = await client.post(f"/api/v1/chats/{room['id']}/messages", headers=moderator.auth,
                              json={"client_msg_id": "mod-1", "text": "Модератор на связи"})
     assert resp.status == 403
+    # A moderator sees the room, so it is not "missing" for them - but they keep no read marker.
+    resp = await client.post(f"/api/v1/chats/{room['id']}/read", headers=moderator.auth, json={"up_to": 1})
+    assert (resp.status, (await resp.json())["code"]) == (403, "forbidden")
     assert (await client.get(f"/api/v1/chats/{uuid.uuid4()}", headers=renter.auth)).status == 404
 
 
