@@ -18,12 +18,15 @@ import asyncpg
 import orjson
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
+from prometheus_client import Counter
 
 from storage import runtime as store
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
+
+UNROUTABLE = Counter("sharehub_outbox_unroutable_total", "Outbox events no JetStream stream takes (set aside)")
 
 STREAM = "SHAREHUB_EVENTS"
 ENTITY_SUBJECTS = ("listing.>", "rental.>", "chat.>", "user.>")
@@ -50,7 +53,13 @@ async def ensure_stream(js: JetStreamContext, subjects: tuple[str, ...] = ENTITY
 
 
 async def publish_pending(pool: asyncpg.Pool, js: JetStreamContext) -> int:
-    """Publish one batch of unpublished events; returns how many (0 if another relay is active)."""
+    """Publish one batch of unpublished events; returns how many (0 if another relay is active).
+
+    What JetStream acknowledged is marked published even when other events of the batch failed
+    (they go again next round; consumers and live channels order by each channel's `seq`). An
+    event that no stream takes - its subject is in no stream's subjects, a misconfiguration no
+    retry mends - is logged, counted and set aside as unroutable rather than retried forever:
+    retried, it would fail the oldest batch every round and hold back every event behind it."""
     async with transaction(pool, "relay_outbox") as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK_KEY):
             return 0
@@ -63,9 +72,38 @@ async def publish_pending(pool: asyncpg.Pool, js: JetStreamContext) -> int:
             js.publish(row["subject"], orjson.dumps(row["payload"]), headers={"Nats-Msg-Id": str(row["id"])})
             for row in rows
         ]
-        await asyncio.gather(*acks)
-        await store.mark_published(conn, [row["id"] for row in rows])
-        return len(rows)
+        outcomes = await asyncio.gather(*acks, return_exceptions=True)
+        answered = list(zip(rows, outcomes, strict=True))
+        done = [row["id"] for row, outcome in answered if not isinstance(outcome, BaseException)]
+        failed = [(row, outcome) for row, outcome in answered if isinstance(outcome, BaseException)]
+        unroutable = [row for row, error in failed
+                      if isinstance(error, NoStreamResponseError) and not await _stream_takes(js, row["subject"])]
+        if unroutable:
+            UNROUTABLE.inc(len(unroutable))
+            log.error("no stream takes %d outbox event(s), set aside unpublished: %s", len(unroutable),
+                      sorted({row["subject"].split(".")[0] for row in unroutable}))
+            await store.mark_unroutable(conn, [row["id"] for row in unroutable])
+        await store.mark_published(conn, done)
+        if len(failed) > len(unroutable):
+            # A transient failure (NATS away, a stream without a leader): what got through is kept.
+            error = next(e for row, e in failed if row not in unroutable)
+            raise RelayRoundFailed(f"{len(failed) - len(unroutable)} of {len(rows)} events not published") from error
+        return len(done)
+
+
+class RelayRoundFailed(Exception):
+    """Some events of a batch were not acknowledged; they go again next round."""
+
+
+async def _stream_takes(js: JetStreamContext, subject: str) -> bool:
+    """Does some stream capture this subject? (Only a definite "none" is an unroutable event.)"""
+    try:
+        await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        return False
+    except Exception:  # cannot tell now (NATS away): treat as transient
+        return True
+    return True
 
 
 async def run_relay(pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event) -> None:

@@ -114,6 +114,12 @@ async def mark_published(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -
     await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])", event_ids)
 
 
+async def mark_unroutable(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> None:
+    """Events no stream takes leave the queue (see migrations/0012) without reaching NATS."""
+    await conn.execute("UPDATE outbox SET published_at = now(), unroutable = true WHERE id = ANY($1::uuid[])",
+                       event_ids)
+
+
 async def mark_consumed(conn: asyncpg.Connection, consumer: str, event_id: uuid.UUID) -> bool:
     """True the first time a consumer sees an event; False on a redelivery."""
     result = await conn.execute(

@@ -14,13 +14,13 @@ import pytest
 from nats.js import JetStreamContext
 
 from actors.commands import Command
-from actors.relay import STREAM, ensure_stream, publish_pending
+from actors.relay import ENTITY_SUBJECTS, STREAM, UNROUTABLE, ensure_stream, publish_pending
 from actors.shard import ShardHost
 from actors.sharding import ShardMap
 from sharehub.devstack.nats import EmbeddedNats
 from sharehub.platform import Platform
 from storage.db import connection
-from storage.runtime import mark_consumed
+from storage.runtime import add_outbox_events, mark_consumed
 from tests.entity_kinds import COUNTER, CREATE_TABLE, LOCAL_FLEET
 
 
@@ -91,7 +91,9 @@ async def test_events_survive_a_nats_outage_and_are_never_duplicated(
     await host.start()
     nc = await nats.connect(own_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     js = nc.jetstream()
-    await ensure_stream(js, ("counter.>",))
+    # The outbox is the session's: whatever else is pending in it goes to this NATS too, and must
+    # be taken by its stream (an event no stream takes is set aside as unroutable).
+    await ensure_stream(js, (*ENTITY_SUBJECTS, "counter.>"))
     entity = uuid.uuid4().hex
 
     async def add(n: int) -> None:
@@ -119,6 +121,31 @@ async def test_events_survive_a_nats_outage_and_are_never_duplicated(
     await _drain_outbox(platform, js, entity)
 
     assert await _versions(js, entity) == list(range(1, 11))
+    await nc.close()
+
+
+async def test_an_event_no_stream_takes_is_set_aside_and_holds_nothing_back(
+    platform: Platform, own_nats: EmbeddedNats
+) -> None:
+    """Before: the relay's oldest batch failed as a whole on an event whose subject no stream
+    captures, every round, so not one event behind it was ever published."""
+    await platform.db.execute(CREATE_TABLE)
+    host = ShardHost(physical=0, shard_map=ShardMap(1, fleet=LOCAL_FLEET), pool=platform.db, kinds={"counter": COUNTER})
+    await host.start()
+    nc = await nats.connect(own_nats.url)
+    js = nc.jetstream()
+    await ensure_stream(js, (*ENTITY_SUBJECTS, "counter.>"))
+    stray, entity = uuid.uuid4(), uuid.uuid4().hex
+    async with connection(platform.db) as conn:  # older than the counter's events: first in line
+        await add_outbox_events(conn, [(stray, f"nowhere.{entity}.happened", "nowhere", entity, "happened", {})])
+    for _ in range(3):
+        assert (await host.handle(Command(uuid.uuid4(), "counter", entity, "add", {"amount": 1}))).ok
+    before = UNROUTABLE._value.get()
+    await _drain_outbox(platform, js, entity)
+    assert await _versions(js, entity) == [1, 2, 3]
+    row = await platform.db.fetchrow("SELECT published_at, unroutable FROM outbox WHERE id = $1", stray)
+    assert row is not None and row["unroutable"] and row["published_at"] is not None
+    assert UNROUTABLE._value.get() == before + 1
     await nc.close()
 
 
