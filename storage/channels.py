@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import delete_in_batches
+
 # A client further behind than this refetches over REST rather than replaying.
 MAX_REPLAY = 500
 # Published events are kept this long for replays, then purged.
@@ -67,16 +69,8 @@ async def events_between(conn: asyncpg.Connection | asyncpg.Pool, kind: str, ent
 
 async def purge_published(conn: asyncpg.Connection | asyncpg.Pool, *, days: int = RETENTION_DAYS,
                           batch: int = 10_000, max_batches: int = 100) -> int:
-    """Drop published events older than the retention, a batch per statement so no transaction
-    holds many row locks (returns how many)."""
-    purged = 0
-    for _ in range(max_batches):
-        result = await conn.execute(
-            """DELETE FROM outbox WHERE id IN (
-                   SELECT id FROM outbox WHERE published_at < now() - make_interval(days => $1) LIMIT $2)""",
-            days, batch)
-        deleted = int(result.split()[-1])
-        purged += deleted
-        if deleted < batch:
-            break
-    return purged
+    """Drop published events older than the retention (returns how many)."""
+    return await delete_in_batches(
+        conn, """DELETE FROM outbox WHERE id IN (
+                     SELECT id FROM outbox WHERE published_at < now() - make_interval(days => $1) LIMIT $2)""",
+        days, batch=batch, max_batches=max_batches)

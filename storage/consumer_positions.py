@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 
 from storage.channels import RETENTION_DAYS
+from storage.db import delete_in_batches
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -142,20 +143,13 @@ async def purge_idle(conn: Conn, *, days: int = RETENTION_DAYS, batch: int = 10_
     """Drop positions idle longer than the outbox retention whose channel has no outbox row left
     at or below them (returns how many). Such a row is not needed: if the channel speaks again,
     a new position starts at 0 and waits only for the rows still in the outbox - the ones after
-    the old position. One batch per statement, so no transaction holds many row locks."""
-    purged = 0
-    for _ in range(max_batches):
-        result = await conn.execute(
-            """DELETE FROM consumer_positions WHERE (consumer, entity_kind, entity_id) IN (
-                   SELECT p.consumer, p.entity_kind, p.entity_id FROM consumer_positions p
-                    WHERE p.updated_at < now() - make_interval(days => $1)
-                      AND NOT EXISTS (SELECT 1 FROM outbox o
-                                       WHERE o.entity_kind = p.entity_kind AND o.entity_id = p.entity_id
-                                         AND o.seq <= p.seq)
-                    LIMIT $2)""",
-            days, batch)
-        deleted = int(result.split()[-1])
-        purged += deleted
-        if deleted < batch:
-            break
-    return purged
+    the old position."""
+    return await delete_in_batches(
+        conn, """DELETE FROM consumer_positions WHERE (consumer, entity_kind, entity_id) IN (
+                     SELECT p.consumer, p.entity_kind, p.entity_id FROM consumer_positions p
+                      WHERE p.updated_at < now() - make_interval(days => $1)
+                        AND NOT EXISTS (SELECT 1 FROM outbox o
+                                         WHERE o.entity_kind = p.entity_kind AND o.entity_id = p.entity_id
+                                           AND o.seq <= p.seq)
+                      LIMIT $2)""",
+        days, batch=batch, max_batches=max_batches)

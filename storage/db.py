@@ -121,3 +121,17 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection, typed as the Connection it behaves as."""
     async with pool.acquire() as conn:
         yield cast(asyncpg.Connection, conn)
+
+
+async def delete_in_batches(conn: asyncpg.Connection | asyncpg.Pool, statement: str, *args: object,
+                            batch: int = 10_000, max_batches: int = 100) -> int:
+    """Run a purge - a DELETE whose last parameter is the LIMIT of the rows it picks - until a run
+    deletes less than a batch: short statements, so no transaction holds many row locks or runs
+    long on a busy table. Returns how many rows went."""
+    purged = 0
+    for _ in range(max_batches):
+        deleted = int((await conn.execute(statement, *args, batch)).split()[-1])
+        purged += deleted
+        if deleted < batch:
+            break
+    return purged

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import delete_in_batches
+
 
 async def take_leases(conn: asyncpg.Connection, fleet: str, shards: list[int], owner: str) -> dict[int, int]:
     """Become the owner of `shards`, each with a new, higher epoch. Any previous owner is fenced
@@ -178,7 +180,6 @@ async def due_timers(
     return rows
 
 
-_PURGE_BATCH = 10_000
 _PURGES = (
     """DELETE FROM processed_commands WHERE command_id IN (
            SELECT command_id FROM processed_commands
@@ -190,13 +191,6 @@ _PURGES = (
 
 
 async def purge_processed(pool: asyncpg.Pool, older_than_secs: float) -> int:
-    """Forget command results and consumed-event marks older than the retry horizon, in batches
-    (short transactions, no long lock on a busy table). Returns how many rows went."""
-    purged = 0
-    for statement in _PURGES:
-        while True:
-            deleted = int((await pool.execute(statement, older_than_secs, _PURGE_BATCH)).split()[-1])
-            purged += deleted
-            if deleted < _PURGE_BATCH:
-                break
-    return purged
+    """Forget command results and consumed-event marks older than the retry horizon (returns how
+    many rows went)."""
+    return sum([await delete_in_batches(pool, statement, older_than_secs) for statement in _PURGES])
