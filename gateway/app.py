@@ -6,8 +6,9 @@ from aiohttp import web
 
 from gateway import realtime
 from gateway.context import PLATFORM
+from gateway.idempotency import idempotency
 from gateway.metrics import unwatch_pool, watch_pool
-from gateway.middleware import authenticate, cors, idempotency, observe, problems, rate_limit, security_headers
+from gateway.middleware import authenticate, cors, observe, problems, rate_limit, security_headers
 from gateway.routes import admin, auth, chats, docs, health, listings, ml, notifications, rentals, search, users
 from gateway.routing import RouteTable, check_route_policies, install_routes
 from sharehub.platform import Platform

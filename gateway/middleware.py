@@ -5,14 +5,11 @@
 3. `cors`         - preflight answers for allow-listed origins.
 4. `authenticate` - bearer token -> principal; route access policy enforced (RBAC).
 5. `rate_limit`   - coarse per-client request budget.
-6. `idempotency`  - Idempotency-Key replay for POSTs that create something.
+6. `idempotency`  - Idempotency-Key replay and derived ids (its own module, gateway/idempotency.py).
 Security headers are set on every response in `on_response_prepare`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import logging
 import re
 import secrets
@@ -21,24 +18,21 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.context import IDEMPOTENCY, PRINCIPAL, REQUEST_ID, IdempotencyContext, client_ip, platform
+from gateway.context import PRINCIPAL, REQUEST_ID, client_ip, platform
 from gateway.metrics import HTTP_IN_FLIGHT, HTTP_LATENCY, HTTP_REQUESTS
 from gateway.responses import problem_response
 from gateway.routing import is_static, spec_for
 from sharehub.errors import ApiError, forbidden, rate_limited, unauthorized
 from sharehub.logs import request_id_var
 from sharehub.outages import outage_error, outage_of
-from sharehub.platform import Platform
 from sharehub.ratelimit import api_budget
 from sharehub.revocation import check_not_revoked
 from sharehub.security.tokens import AccessClaims, TokenInvalid
-from storage import idempotency as idem_store
 
 log = logging.getLogger("sharehub.gateway")
 access_log = logging.getLogger("sharehub.access")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Probes and metrics skip the Redis budget: they must answer while Redis is down. /readyz has a
 # limit of its own, kept in the process (gateway/routes/health.py).
 _UNMETERED = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -244,87 +238,6 @@ async def _meter_failed_authentication(request: web.Request) -> None:
     wait = await api_budget(plat.redis, plat.settings.api_requests_per_minute).hit(f"ip:{client_ip(request)}")
     if wait is not None:
         raise rate_limited(wait)
-
-
-@web.middleware
-async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
-    spec = spec_for(request)
-    key = request.headers.get("Idempotency-Key")
-    if spec is None or not spec.idempotent or key is None:
-        return await handler(request)
-    if not _IDEMPOTENCY_KEY_RE.match(key):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 visible ASCII characters.")
-    principal = request.get(PRINCIPAL)
-    scope = f"user:{principal.user_id}" if principal else f"anon:{client_ip(request)}"
-    body = await request.read()
-    operation = f"{request.method} {request.path}"
-    request_hash = hashlib.sha256(operation.encode() + b"\n" + body).hexdigest()
-    plat = platform(request)
-    existing = await idem_store.claim_key(
-        plat.db, scope=scope, key=key, operation=operation, request_hash=request_hash
-    )
-    if existing is not None:
-        if existing.request_hash != request_hash:
-            raise ApiError(422, "idempotency_key_reused",
-                           "This Idempotency-Key was used with a different request.")
-        if existing.state != "done" or existing.response_status is None:
-            raise ApiError(409, "idempotency_request_in_progress",
-                           "A request with this Idempotency-Key is still being processed.")
-        return web.Response(
-            status=existing.response_status, body=existing.response_body,
-            content_type="application/problem+json" if existing.response_status >= 400 else "application/json",
-            headers={"Idempotent-Replayed": "true"},
-        )
-    # Handlers derive the ids of what they create from this, so even when this request's answer
-    # is lost (a 5xx while the entity still commits) its retry finds the first outcome.
-    request[IDEMPOTENCY] = IdempotencyContext(scope, key, request_hash)
-    try:
-        response = await handler(request)
-    except ApiError as error:
-        if error.status >= 500:
-            await _reopen_key(plat, scope, key)
-            raise
-        # Client errors are remembered too: a retry of the same request gets the same answer.
-        rendered = problem_response(error, request)
-        await idem_store.complete_key(plat.db, scope=scope, key=key, status=error.status,
-                                      body=bytes(rendered.body))  # type: ignore[arg-type]
-        return rendered
-    except BaseException:
-        await _reopen_key(plat, scope, key)
-        raise
-    if isinstance(response, web.Response) and response.status < 500 and response.body is not None:
-        await idem_store.complete_key(plat.db, scope=scope, key=key, status=response.status,
-                                      body=bytes(response.body))  # type: ignore[arg-type]
-    else:
-        await _reopen_key(plat, scope, key)
-    return response
-
-
-async def _reopen_key(plat: Platform, scope: str, key: str) -> None:
-    """After a server-side failure the same request may run again under the key (a different
-    one still gets 422). When the database itself is what failed, it is reopened in the
-    background as soon as the database answers again - otherwise the client's retries would meet
-    409 idempotency_request_in_progress until the claim's lock lapsed."""
-    try:
-        await idem_store.reopen_key(plat.db, scope=scope, key=key)
-    except Exception as exc:
-        log.warning("could not reopen Idempotency-Key after a failure: %s", type(exc).__name__)
-        task = asyncio.get_running_loop().create_task(_reopen_when_back(plat, scope, key))
-        _reopening.add(task)
-        task.add_done_callback(_reopening.discard)
-
-
-_reopening: set[asyncio.Task[None]] = set()
-_REOPEN_EVERY_SECS = 0.25
-
-
-async def _reopen_when_back(plat: Platform, scope: str, key: str) -> None:
-    deadline = time.monotonic() + idem_store.IN_PROGRESS_LOCK_SECS  # the claim has lapsed by then anyway
-    while time.monotonic() < deadline:
-        await asyncio.sleep(_REOPEN_EVERY_SECS)
-        with contextlib.suppress(Exception):
-            await idem_store.reopen_key(plat.db, scope=scope, key=key)
-            return
 
 
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

@@ -58,9 +58,11 @@ async def claim_key(
 
 
 async def complete_key(pool: asyncpg.Pool, *, scope: str, key: str, status: int, body: bytes) -> None:
+    """Store the response - while the claim is still ours (locked): once it lapsed, another
+    request may hold the key."""
     await pool.execute(
         """UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4
-           WHERE scope = $1 AND key = $2""",
+           WHERE scope = $1 AND key = $2 AND state = 'in_progress' AND locked_until > now()""",
         scope, key, status, body,
     )
 

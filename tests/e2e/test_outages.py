@@ -23,6 +23,7 @@ import secrets
 import statistics
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -201,7 +202,12 @@ class Outcome:
                 f"outage ({sum(a.status == 201 for a in during)} bookings acknowledged then); "
                 f"503s: {len(unavailable)}, latency p50 {statistics.median(unavailable or [0]) * 1000:.1f} ms "
                 f"p99 {p99 * 1000:.1f} ms; other 5xx: {errors}; "
-                f"acknowledged {len(self.load.acknowledged)}; recovery {self.recovery_secs:.2f} s")
+                f"acknowledged {len(self.load.acknowledged)}; recovery {self.recovery_secs:.2f} s; "
+                f"failed after the restart: {self._after_restart()}")
+
+    def _after_restart(self) -> dict[str, int]:
+        failed = self.load.failures_after(self.up_at)
+        return dict(Counter(f"{a.status} {a.code} +{a.sent - self.up_at:.0f}s" for a in failed).most_common(12))
 
 
 async def _experiment(stack: Stack, stop_server: Callable[[], None], start_server: Callable[[], object]) -> Outcome:
