@@ -13,6 +13,7 @@ from typing import Literal
 
 import nats.errors
 import redis.exceptions
+from prometheus_client import Counter
 
 from sharehub.errors import ApiError, unavailable
 from storage.db import server_gone
@@ -68,5 +69,11 @@ def outage_of(exc: BaseException) -> Dependency | None:
     return None
 
 
+# Requests answered 503 because a dependency was down: the dashboard's outage panel.
+UNAVAILABLE = Counter("sharehub_dependency_unavailable_total", "Requests answered 503 for a dependency that is down",
+                      ["dependency"])
+
+
 def outage_error(dependency: Dependency) -> ApiError:
+    UNAVAILABLE.labels(dependency).inc()
     return unavailable(_DETAIL[dependency], code=f"{dependency}_unavailable")

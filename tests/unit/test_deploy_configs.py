@@ -42,6 +42,8 @@ DASHBOARD_METRICS = (
     "ray_sharehub_shard_live_entities",
     "ray_sharehub_shard_group_fallbacks_total",
     "ray_sharehub_shard_timers_fired_total",
+    "ray_sharehub_shard_timer_failures_total",
+    "ray_sharehub_shard_dead_timers",
     # The websocket gateway (gateway/realtime/metrics.py) and the event consumers.
     "ws_connections",
     "ws_channels",
@@ -52,6 +54,9 @@ DASHBOARD_METRICS = (
     "ws_gap_fill_events_total",
     "ws_resyncs_total",
     "sharehub_events_consumed_total",
+    # Outages answered 503 (sharehub/outages.py) and outbox events no stream takes (actors/relay.py).
+    "sharehub_dependency_unavailable_total",
+    "sharehub_outbox_unroutable_total",
     "sharehub_search_call_seconds_bucket",
     # The gateway's calls to ml-core on Ray Serve (ml/client.py).
     "sharehub_ml_call_seconds_bucket",
